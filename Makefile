@@ -1,0 +1,46 @@
+# mathforge: every target bootstraps .venv when it is missing or out of date.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.mathforge-installed
+PROTO_SRC := $(wildcard protos/mathforge/v1/*.proto)
+# Tests and the demo keep torch from oversubscribing the cores.
+export OMP_NUM_THREADS ?= 1
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup test lint protos bench demo up images test-vllm clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@bash scripts/install-system-deps.sh
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	@touch $@
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check services tests bench
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check services tests bench
+	$(PY) -m ruff format --check services
+	$(PY) -m mypy
+
+protos: $(STAMP)
+	$(PY) -m mathforge.runtime.protogen
+
+bench: $(STAMP)
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+demo: $(STAMP)
+	$(PY) -m mathforge.demo
+
+up: $(STAMP)
+	.venv/bin/mathforge up
+
+clean:
+	rm -rf .venv .cache runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,129 @@
+"""The `mathforge` command.
+
+    mathforge serve classifier --port 50051        # one service in the foreground
+    mathforge up                                   # every available service, until Ctrl-C
+    mathforge status                               # readiness of each service on its default port
+    mathforge --version
+
+Subsystems add their own command groups (grade, eval, data, submit, ...) through a `register(sub)`
+function in the modules of COMMAND_MODULES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+import mathforge
+from mathforge.runtime.logs import configure_logging
+from mathforge.runtime.registry import SERVICES
+from mathforge.runtime.supervisor import ServiceGroup, available_services, probe
+
+# Modules with a `register(subparsers)` that adds their command groups.
+COMMAND_MODULES: list[str] = []
+
+
+def _serve(args: argparse.Namespace, rest: list[str]) -> int:
+    from mathforge.runtime.server import serve_forever
+
+    module = SERVICES[args.service].load()
+    config = module.Config.from_args(rest, prog=f"mathforge serve {args.service}")
+    return serve_forever(module.create_service(config))
+
+
+def _up(args: argparse.Namespace, rest: list[str]) -> int:
+    names = args.services.split(",") if args.services else available_services()
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        print(f"unknown services: {', '.join(unknown)}; known: {', '.join(SERVICES)}", file=sys.stderr)
+        return 2
+    group = ServiceGroup(names, log_dir=args.log_dir, grace_s=args.grace_s)
+    stop = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"starting {', '.join(names)} (logs in {args.log_dir}/)", flush=True)
+    try:
+        group.start(ready_timeout_s=args.ready_timeout_s)
+        print(f"{'service':<11} {'gRPC':<17} {'metrics':<29} status")
+        for name, child in group.children.items():
+            print(f"{name:<11} {child.target:<17} http://127.0.0.1:{child.metrics_port}/metrics  {child.status()}")
+        print("all ready; Ctrl-C stops them", flush=True)
+        while not stop:
+            for name, child in group.children.items():
+                if child.process.poll() is not None:
+                    print(f"{name} exited with status {child.process.returncode}; stopping the rest", file=sys.stderr)
+                    stop = True
+            time.sleep(0.5)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"start failed: {exc}", file=sys.stderr)
+        group.stop()
+        return 1
+    codes = group.stop()
+    print("stopped: " + ", ".join(f"{n}={c}" for n, c in codes.items()), flush=True)
+    return 0
+
+
+def _status(args: argparse.Namespace, rest: list[str]) -> int:
+    worst = 0
+    for name, spec in SERVICES.items():
+        target = f"{args.host}:{spec.port}"
+        state = probe(target, spec.proto_name, timeout_s=args.timeout_s)
+        print(f"{name:<11} {target:<21} {state}")
+        worst = max(worst, 0 if state == "SERVING" else 1)
+    return worst
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mathforge", description="The DeepSeekMath recipe as services and jobs.")
+    parser.add_argument("--version", action="version", version=f"mathforge {mathforge.__version__}")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run one service in the foreground (service flags follow)",
+                           add_help=False)
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.set_defaults(handler=_serve, passthrough=True)
+
+    up = sub.add_parser("up", help="start every available service locally, until Ctrl-C")
+    up.add_argument("--services", default="", help="comma-separated subset (default: all available)")
+    up.add_argument("--log-dir", default=".cache/logs", help="where each service's log goes")
+    up.add_argument("--grace-s", type=float, default=10.0, help="shutdown grace period per service")
+    up.add_argument("--ready-timeout-s", type=float, default=180.0)
+    up.set_defaults(handler=_up)
+
+    status = sub.add_parser("status", help="readiness of each service on its default port")
+    status.add_argument("--host", default="127.0.0.1")
+    status.add_argument("--timeout-s", type=float, default=1.0)
+    status.set_defaults(handler=_status)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command != "serve":
+        configure_logging(args.log_level, "text")
+        logging.getLogger("mathforge").setLevel(args.log_level)
+    return int(args.handler(args, rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

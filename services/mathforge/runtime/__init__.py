@@ -1,0 +1,1 @@
+"""Shared by every service: server bootstrap, health, metrics, limits, TLS, config, clients."""

@@ -1,0 +1,1 @@
+"""Typed clients, one module per service: classifier, dedup, evaluator, reward, sampler."""
