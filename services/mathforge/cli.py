@@ -56,12 +56,16 @@ def _up(args: argparse.Namespace, rest: list[str]) -> int:
         group.start(ready_timeout_s=args.ready_timeout_s)
         print(f"{'service':<11} {'gRPC':<17} {'metrics':<29} status")
         for name, child in group.children.items():
-            print(f"{name:<11} {child.target:<17} http://127.0.0.1:{child.metrics_port}/metrics  {child.status()}")
+            metrics = f"http://127.0.0.1:{child.metrics_port}/metrics"
+            print(f"{name:<11} {child.target:<17} {metrics:<29} {child.status()}")
         print("all ready; Ctrl-C stops them", flush=True)
         while not stop:
             for name, child in group.children.items():
                 if child.process.poll() is not None:
-                    print(f"{name} exited with status {child.process.returncode}; stopping the rest", file=sys.stderr)
+                    print(
+                        f"{name} exited with status {child.process.returncode}; stopping the rest",
+                        file=sys.stderr,
+                    )
                     stop = True
             time.sleep(0.5)
     except (RuntimeError, TimeoutError) as exc:
@@ -84,13 +88,16 @@ def _status(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mathforge", description="The DeepSeekMath recipe as services and jobs.")
+    parser = argparse.ArgumentParser(
+        prog="mathforge", description="The DeepSeekMath recipe as services and jobs."
+    )
     parser.add_argument("--version", action="version", version=f"mathforge {mathforge.__version__}")
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run one service in the foreground (service flags follow)",
-                           add_help=False)
+    serve = sub.add_parser(
+        "serve", help="run one service in the foreground (service flags follow)", add_help=False
+    )
     serve.add_argument("service", choices=sorted(SERVICES))
     serve.set_defaults(handler=_serve, passthrough=True)
 

@@ -34,7 +34,7 @@ class RetryPolicy:
     budget_s: float = 120.0
 
     def backoff(self, attempt: int) -> float:
-        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** attempt)
+        ceiling = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier**attempt)
         return random.uniform(0, ceiling)
 
 
@@ -42,7 +42,7 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    service_config = {"loadBalancingConfig": [{"round_robin": {}}]}
+    service_config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -56,10 +56,17 @@ class ServiceClient:
     """Base of the typed clients. Subclasses set `service_name` and `stub_class` and add methods."""
 
     service_name: ClassVar[str] = ""
-    stub_class: ClassVar[Callable[[grpc.Channel], Any]]
+    stub_class: ClassVar[Any]
 
-    def __init__(self, target: str, *, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
-                 tls: ClientTLS | None = None, max_message_bytes: int = 64 * 1024 * 1024):
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        tls: ClientTLS | None = None,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ):
         self.target = target
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
@@ -74,14 +81,16 @@ class ServiceClient:
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     # ---- calls ----------------------------------------------------------------------------
-    def call(self, method: str, request: Any, *, timeout_s: float | None = None,
-             retry: RetryPolicy | None = None) -> Any:
+    def call(
+        self, method: str, request: Any, *, timeout_s: float | None = None, retry: RetryPolicy | None = None
+    ) -> Any:
         """Calls a unary method with a deadline, retrying UNAVAILABLE within the retry budget."""
         rpc = getattr(self.stub, method)
         return self._with_retries(method, lambda t: rpc(request, timeout=t), timeout_s, retry)
 
-    def stream(self, method: str, request: Any, *, timeout_s: float | None = None,
-               retry: RetryPolicy | None = None) -> Iterator[Any]:
+    def stream(
+        self, method: str, request: Any, *, timeout_s: float | None = None, retry: RetryPolicy | None = None
+    ) -> Iterator[Any]:
         """Calls a server-streaming method; retried only if it fails before the first message."""
         rpc = getattr(self.stub, method)
 
@@ -96,8 +105,13 @@ class ServiceClient:
         yield first
         yield from rest
 
-    def _with_retries(self, method: str, attempt_fn: Callable[[float], T], timeout_s: float | None,
-                      retry: RetryPolicy | None) -> T:
+    def _with_retries(
+        self,
+        method: str,
+        attempt_fn: Callable[[float], T],
+        timeout_s: float | None,
+        retry: RetryPolicy | None,
+    ) -> T:
         policy = retry or self.retry
         timeout = self.timeout_s if timeout_s is None else timeout_s
         started = time.monotonic()
@@ -111,9 +125,18 @@ class ServiceClient:
                 if code not in RETRYABLE or last or elapsed >= policy.budget_s:
                     raise
                 pause = min(policy.backoff(attempt), max(0.0, policy.budget_s - elapsed))
-                log.warning("retrying", extra={"fields": {"target": self.target, "method": method,
-                                                          "code": code.name if code else None,
-                                                          "attempt": attempt + 1, "pause_s": round(pause, 3)}})
+                log.warning(
+                    "retrying",
+                    extra={
+                        "fields": {
+                            "target": self.target,
+                            "method": method,
+                            "code": code.name if code else None,
+                            "attempt": attempt + 1,
+                            "pause_s": round(pause, 3),
+                        }
+                    },
+                )
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
@@ -136,7 +159,9 @@ class ServiceClient:
             if status == "SERVING":
                 return
             time.sleep(poll_s)
-        raise TimeoutError(f"{self.service_name} at {self.target} not ready after {timeout_s}s (last: {status})")
+        raise TimeoutError(
+            f"{self.service_name} at {self.target} not ready after {timeout_s}s (last: {status})"
+        )
 
     def info(self) -> common_pb2.ServiceInfo:
         return self.call("Info", common_pb2.InfoRequest())

@@ -33,7 +33,9 @@ class ConfigError(ValueError):
 def option(default: Any, help: str, **metadata: Any) -> Any:
     """Declares a config field with its help text (shown by --help and in the docs)."""
     if isinstance(default, list | dict):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
+        return dataclasses.field(
+            default_factory=lambda: type(default)(default), metadata={"help": help, **metadata}
+        )
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
@@ -62,18 +64,28 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if base is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(f"not an integer: {value!r}")
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"not an integer: {value!r}") from None
         if base is float:
             if isinstance(value, bool):
                 raise ValueError(f"not a number: {value!r}")
-            return float(value)
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"not a number: {value!r}") from None
         if base is str:
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise ValueError(f"not a string: {value!r}")
             return str(value)
         if origin is list:
             if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()] if not value.startswith("[") else json.loads(value)
+                value = (
+                    [v.strip() for v in value.split(",") if v.strip()]
+                    if not value.startswith("[")
+                    else json.loads(value)
+                )
             if not isinstance(value, list):
                 raise ValueError(f"not a list: {value!r}")
             (item_tp,) = typing.get_args(base) or (str,)
@@ -103,11 +115,15 @@ class ServiceConfig:
     max_concurrent_rpcs: int = option(0, "calls served at once before new ones queue (0 = no cap)")
     keepalive_time_s: float = option(30.0, "server keepalive ping interval, seconds")
     keepalive_timeout_s: float = option(10.0, "keepalive ping ack timeout, seconds")
-    max_connection_age_s: float = option(0.0, "close connections after this age so clients rebalance (0 = never)")
+    max_connection_age_s: float = option(
+        0.0, "close connections after this age so clients rebalance (0 = never)"
+    )
     max_connection_age_grace_s: float = option(30.0, "time a closing connection gets for its calls")
     tls_cert: str = option("", "PEM server certificate; with tls_key enables TLS")
     tls_key: str = option("", "PEM private key for tls_cert")
-    tls_client_ca: str = option("", "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)")
+    tls_client_ca: str = option(
+        "", "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)"
+    )
     log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = option("auto", "json, text, or auto (json when stderr is not a terminal)")
 
@@ -132,14 +148,18 @@ class ServiceConfig:
         return config
 
     @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-                  prog: str | None = None) -> Self:
+    def from_args(
+        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, prog: str | None = None
+    ) -> Self:
         """Defaults < --config FILE (or MATHFORGE_CONFIG) < MATHFORGE_* variables < flags."""
         env = os.environ if env is None else env
         hints = typing.get_type_hints(cls)
         parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip().splitlines()[0])
-        parser.add_argument("--config", default=env.get(ENV_PREFIX + "CONFIG", ""),
-                            help="YAML file of config fields (env MATHFORGE_CONFIG)")
+        parser.add_argument(
+            "--config",
+            default=env.get(ENV_PREFIX + "CONFIG", ""),
+            help="YAML file of config fields (env MATHFORGE_CONFIG)",
+        )
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
             help_text = f"{f.metadata.get('help', '')} (env {ENV_PREFIX}{f.name.upper()})"

@@ -25,15 +25,23 @@ class RpcMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.requests = Counter(
-            "mathforge_rpc_requests", "Finished gRPC calls by method and status code",
-            ["method", "code"], registry=registry,
+            "mathforge_rpc_requests",
+            "Finished gRPC calls by method and status code",
+            ["method", "code"],
+            registry=registry,
         )
         self.latency = Histogram(
-            "mathforge_rpc_latency_seconds", "gRPC call latency by method",
-            ["method"], buckets=LATENCY_BUCKETS, registry=registry,
+            "mathforge_rpc_latency_seconds",
+            "gRPC call latency by method",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.in_flight = Gauge(
-            "mathforge_rpc_in_flight", "gRPC calls being served, by method", ["method"], registry=registry,
+            "mathforge_rpc_in_flight",
+            "gRPC calls being served, by method",
+            ["method"],
+            registry=registry,
         )
 
 
@@ -144,7 +152,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
         inner_ss = handler.stream_stream
 
-        async def stream_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream_stream(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
             async with observed(method, context):
                 async for response in inner_ss(_checked_stream(requests, method), context):
                     yield response

@@ -1,7 +1,7 @@
 """Regenerates the committed Python stubs under services/mathforge/v1/ from protos/.
 
-    python -m mathforge.runtime.protogen            # write the stubs (make protos)
-    python -m mathforge.runtime.protogen --check    # exit 1 if the committed stubs are stale
+python -m mathforge.runtime.protogen            # write the stubs (make protos)
+python -m mathforge.runtime.protogen --check    # exit 1 if the committed stubs are stale
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
         if args.check:
-            stale = [f.name for f in fresh if not (STUB_DIR / f.name).exists()
-                     or not filecmp.cmp(f, STUB_DIR / f.name, shallow=False)]
+            stale = [
+                f.name
+                for f in fresh
+                if not (STUB_DIR / f.name).exists() or not filecmp.cmp(f, STUB_DIR / f.name, shallow=False)
+            ]
             extra = {p.name for p in STUB_DIR.glob("*_pb2*.py*")} - {f.name for f in fresh}
             if stale or extra:
                 print(f"stale stubs: {sorted(stale + list(extra))}; run `make protos`", file=sys.stderr)

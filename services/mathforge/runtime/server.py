@@ -92,7 +92,8 @@ class RunningServer:
         service.register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (service.name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+            (service.name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
         address = f"{config.host}:{config.port}"
         if config.tls_cert:
             creds = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
@@ -105,14 +106,27 @@ class RunningServer:
         await self.health.set(service.name, NOT_SERVING)
         await self.server.start()
         if config.metrics_port >= 0:
-            self._metrics_http, self.metrics_port = serve_metrics(service.registry, config.host, config.metrics_port)
-        log.info("listening", extra={"fields": {"service": service.name, "port": self.port,
-                                                "metrics_port": self.metrics_port, "tls": bool(config.tls_cert),
-                                                "mtls": bool(config.tls_client_ca)}})
+            self._metrics_http, self.metrics_port = serve_metrics(
+                service.registry, config.host, config.metrics_port
+            )
+        log.info(
+            "listening",
+            extra={
+                "fields": {
+                    "service": service.name,
+                    "port": self.port,
+                    "metrics_port": self.metrics_port,
+                    "tls": bool(config.tls_cert),
+                    "mtls": bool(config.tls_client_ca),
+                }
+            },
+        )
         await service.start()
         await self.set_ready(True)
-        log.info("ready", extra={"fields": {"service": service.name, "port": self.port,
-                                            "metrics_port": self.metrics_port}})
+        log.info(
+            "ready",
+            extra={"fields": {"service": service.name, "port": self.port, "metrics_port": self.metrics_port}},
+        )
 
     async def set_ready(self, ready: bool) -> None:
         await self.health.set(self.service.name, SERVING if ready else NOT_SERVING)

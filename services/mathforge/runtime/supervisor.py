@@ -43,7 +43,8 @@ def probe(target: str, service: str, timeout_s: float = 1.0) -> str:
     with grpc.insecure_channel(target) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            )
         except grpc.RpcError:
             return "UNAVAILABLE"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -68,15 +69,27 @@ class ServiceGroup:
         for name in self.names:
             spec = SERVICES[name]
             port, metrics_port = spec.port + self.port_offset, spec.metrics_port + self.port_offset
-            args = [sys.executable, "-m", "mathforge", "serve", name,
-                    "--port", str(port), "--metrics-port", str(metrics_port), "--grace-s", str(self.grace_s)]
+            args = [
+                sys.executable,
+                "-m",
+                "mathforge",
+                "serve",
+                name,
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(metrics_port),
+                "--grace-s",
+                str(self.grace_s),
+            ]
             for key, value in self.overrides.get(name, {}).items():
                 args += ["--" + key.replace("_", "-"), str(value)]
             log_path = self.log_dir / f"{name}.log"
             env = {**os.environ, "MATHFORGE_LOG_FORMAT": "json"}
             with open(log_path, "ab") as out:
-                process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                           start_new_session=True)
+                process = subprocess.Popen(
+                    args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
             self.children[name] = ChildService(spec, port, metrics_port, process, log_path)
         self.wait_ready(ready_timeout_s)
 
