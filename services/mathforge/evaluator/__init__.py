@@ -1,0 +1,7 @@
+"""The evaluator: final-answer extraction, answer equivalence, benchmark metrics and loaders, the
+program sandbox and the Evaluator gRPC service (PAPER.md §6).
+
+In-process users import the grader directly:
+
+    from mathforge.evaluator.grading import grade, extract_answer, GradingPolicy
+"""

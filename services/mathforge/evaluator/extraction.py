@@ -1,0 +1,215 @@
+"""Finds the final answer in a model output: \\boxed{} / \\fbox{} (nested braces), Minerva's "Final
+Answer: The final answer is ... I hope it is correct.", "The answer is ...", GSM8K's "#### n",
+Chinese "答案是 ...", multiple-choice letters, a program's printed output, and (optionally) the
+last number of the text. Pure string work: fast, and it never raises on any input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mathforge.evaluator.policy import DEFAULT_POLICY, GradingPolicy
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The extracted answer ("" when none) and the rule that found it."""
+
+    answer: str
+    method: str
+
+
+NONE = Extraction("", "none")
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_FINAL_ANSWER = re.compile(
+    r"final answer is[:\s]*(.+?)\s*\.?\s*I hope it is correct", re.IGNORECASE | re.DOTALL
+)
+_THE_ANSWER_IS = re.compile(
+    r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*:|答案[是为：:]|答[：:]|所以[，,]?\s*答案[是为])\s*[:：]?\s*"
+    r"(.+?)(?=\n\n|\n(?=[A-Z])|\s*$|\.\s|。)",
+    re.IGNORECASE | re.DOTALL,
+)
+_GSM8K = re.compile(r"####\s*([^\n]+)")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+_CHOICE_LETTERS = "ABCDE"
+_CHOICE_PATTERNS = (
+    re.compile(
+        r"(?:answer|choice|option)\s*(?:is|:)?\s*[:：]?\s*\(?\s*([A-E](?:\s*[,，、和]?\s*[A-E])*)\b\)?", re.I
+    ),
+    re.compile(r"(?:选|答案[是为]?|故选|应选)\s*[:：]?\s*\(?([A-E]+)\)?"),
+    re.compile(r"\(([A-E])\)"),
+    re.compile(r"^\s*\(?([A-E])\)?\s*(?:[.:、)]|$)", re.M),
+)
+
+
+def find_boxes(text: str) -> list[str]:
+    """Returns the contents of every \\boxed{...} / \\fbox{...} (and `\\boxed 5`), braces matched."""
+    found: list[str] = []
+    pos = 0
+    while True:
+        starts = [(text.find(cmd, pos), cmd) for cmd in _BOX_COMMANDS]
+        starts = [(i, cmd) for i, cmd in starts if i >= 0]
+        if not starts:
+            return found
+        index, cmd = min(starts)
+        cursor = index + len(cmd)
+        while cursor < len(text) and text[cursor] == " ":
+            cursor += 1
+        if cursor < len(text) and text[cursor] == "{":
+            content, end = _braced(text, cursor)
+            if content is None:
+                return found
+            found.append(content.strip())
+            pos = end
+        elif cmd == "\\boxed" and cursor > index + len(cmd):
+            # "\boxed 5": the argument is the next token, up to a space, '$' or end of line
+            match = re.match(r"[^\s$]+", text[cursor:])
+            if match:
+                found.append(match.group(0).rstrip(".,"))
+            pos = cursor + (match.end() if match else 0)
+        else:
+            pos = cursor
+        if pos <= index:
+            pos = index + 1
+
+
+def _braced(text: str, open_index: int) -> tuple[str | None, int]:
+    """The content of the brace group opening at `open_index` and the index after it."""
+    depth = 0
+    i = open_index
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            i += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_index + 1 : i], i + 1
+        i += 1
+    return None, len(text)
+
+
+def _clean_tail(answer: str) -> str:
+    answer = answer.strip()
+    if len(answer) > 1 and answer[0] == "$" and answer[-1] == "$":
+        answer = answer.replace("$", "")  # "$5$;$10$": every blank in its own math span
+    answer = re.sub(r"^\$+|\$+$", "", answer).strip()
+    answer = re.sub(r"^\\\(|\\\)$|^\\\[|\\\]$", "", answer).strip()
+    return answer.rstrip(".。").strip()
+
+
+def _from_boxes(text: str, policy: GradingPolicy) -> Extraction | None:
+    boxes = [b for b in find_boxes(text) if b]
+    if not boxes:
+        return None
+    if policy.box == "first":
+        return Extraction(boxes[0], "boxed")
+    if policy.box == "all" and len(boxes) > 1:
+        return Extraction(", ".join(boxes), "boxed")
+    return Extraction(boxes[-1], "boxed")
+
+
+def _from_pattern(pattern: re.Pattern[str], text: str, method: str) -> Extraction | None:
+    matches = list(pattern.finditer(text))
+    if not matches:
+        return None
+    answer = _clean_tail(matches[-1].group(1))
+    inner = find_boxes(answer)
+    if inner:
+        answer = inner[-1]
+    return Extraction(answer, method) if answer else None
+
+
+def extract_choice(text: str) -> Extraction | None:
+    """The chosen letter(s) of a multiple-choice answer, e.g. "(B)" or "选 AC", as "B" / "AC"."""
+    boxes = find_boxes(text)
+    candidates = [boxes[-1]] if boxes else []
+    candidates.append(text)
+    for candidate in candidates:
+        stripped = re.sub(r"\\text\{([^{}]*)\}|\\mathrm\{([^{}]*)\}", r"\1\2", candidate).strip().strip("$ ")
+        if re.fullmatch(r"\(?([A-E])\)?(?:[.:、)\s].*)?", stripped, re.S):
+            return Extraction(stripped.lstrip("(")[0], "choice")
+        for pattern in _CHOICE_PATTERNS:
+            matches = list(pattern.finditer(candidate))
+            if matches:
+                letters = "".join(sorted(set(re.sub(r"[^A-E]", "", matches[-1].group(1).upper()))))
+                if letters:
+                    return Extraction(letters, "choice")
+    return None
+
+
+def _program_output(text: str) -> Extraction | None:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return Extraction(lines[-1], "program") if lines else None
+
+
+def _last_number(text: str) -> Extraction | None:
+    numbers = _NUMBER.findall(text)
+    if not numbers:
+        return None
+    return Extraction(numbers[-1].rstrip(",").replace(",", ""), "last_number")
+
+
+def looks_bare(text: str) -> bool:
+    """True for a short text that is itself an answer ("x = 2", "\\frac{1}{2}", "18个"), not prose."""
+    stripped = text.strip()
+    if not stripped or len(stripped) > 120 or "\n" in stripped:
+        return False
+    prose = re.sub(r"\\[a-zA-Z]+|\{[^{}]*\}|\$[^$]*\$", " ", stripped)
+    words = re.findall(r"[A-Za-z]{2,}", prose)
+    cjk = re.findall(r"[\u4e00-\u9fff]", prose)
+    return len(words) <= 3 and len(cjk) <= 12
+
+
+def extract_answer(text: str, policy: GradingPolicy | None = None) -> Extraction:
+    """The final answer of a model output (or of a bare answer). Never raises; NONE if nothing found."""
+    try:
+        return _extract(text if isinstance(text, str) else str(text), policy or DEFAULT_POLICY)
+    except Exception:  # a pathological input must never take down a caller
+        return NONE
+
+
+def _extract(text: str, policy: GradingPolicy) -> Extraction:
+    fmt = policy.format
+    if fmt == "program":
+        return _program_output(text) or NONE
+    if fmt == "choice":
+        return extract_choice(text) or NONE
+    if fmt in ("auto", "boxed"):
+        boxed = _from_boxes(text, policy)
+        if boxed:
+            return boxed
+    if fmt in ("auto", "gsm8k"):
+        found = _from_pattern(_GSM8K, text, "gsm8k")
+        if found:
+            return Extraction(found.answer.replace(",", ""), "gsm8k")
+    if fmt == "auto":
+        for pattern, method in ((_FINAL_ANSWER, "final_answer"), (_THE_ANSWER_IS, "the_answer_is")):
+            found = _from_pattern(pattern, text, method)
+            if found:
+                return found
+        if looks_bare(text):
+            return Extraction(_clean_tail(text), "bare")
+    if policy.last_number_fallback:
+        return _last_number(text) or NONE
+    return NONE
+
+
+def extract_gold(gold: str, policy: GradingPolicy | None = None) -> Extraction:
+    """The gold answer: the boxed / "####" answer of a full solution, else the whole string."""
+    policy = policy or DEFAULT_POLICY
+    try:
+        boxed = _from_boxes(gold, policy)
+        if boxed:
+            return boxed
+        found = _from_pattern(_GSM8K, gold, "gsm8k")
+        if found:
+            return Extraction(found.answer.replace(",", ""), "gsm8k")
+        return Extraction(_clean_tail(gold), "bare")
+    except Exception:
+        return NONE
