@@ -25,7 +25,9 @@ from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.supervisor import ServiceGroup, available_services, probe
 
 # Modules with a `register(subparsers)` that adds their command groups.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "mathforge.evaluator.cli",
+]
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> int:

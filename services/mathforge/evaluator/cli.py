@@ -1,0 +1,190 @@
+"""The evaluator's commands: `mathforge grade FILE.jsonl`, `mathforge eval metrics FILE.jsonl` and
+`mathforge eval run --benchmark NAME|PATH --sampler HOST:PORT -k K --out DIR`.
+
+    mathforge grade pairs.jsonl > verdicts.jsonl       # lines {"pred", "gold", optional "policy"}
+    mathforge eval metrics samples.jsonl               # lines {"gold", "samples": [...]}
+    mathforge eval run --benchmark gsm8k --sampler 127.0.0.1:50054 -k 4 --out runs/eval-gsm8k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from mathforge.data_cli import group
+
+
+def _json_lines(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    try:
+        for line_no, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{line_no}: expected a JSON object")
+            yield line_no, row
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _grade(args: argparse.Namespace, rest: list[str]) -> int:
+    from mathforge.evaluator.grading import GradingPolicy, grade
+
+    try:
+        for line_no, row in _json_lines(args.file):
+            if "pred" not in row or "gold" not in row:
+                raise ValueError(f"{args.file}:{line_no}: needs 'pred' and 'gold' fields, has {sorted(row)}")
+            try:
+                policy = GradingPolicy.from_mapping(row.get("policy"))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{args.file}:{line_no}: policy: {exc}") from None
+            verdict = grade(str(row["pred"]), str(row["gold"]), policy)
+            print(
+                json.dumps(
+                    {
+                        "equivalent": verdict.equivalent,
+                        "pred_answer": verdict.pred_answer,
+                        "gold_answer": verdict.gold_answer,
+                        "reason": verdict.reason,
+                        "timed_out": verdict.timed_out,
+                    },
+                    ensure_ascii=False,
+                ),
+                flush=False,
+            )
+    except (ValueError, OSError) as exc:
+        print(f"mathforge grade: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _metrics(args: argparse.Namespace, rest: list[str]) -> int:
+    from mathforge.evaluator.equivalence import canonical_key
+    from mathforge.evaluator.grading import grade
+    from mathforge.evaluator.metrics import ItemSamples, compute_metrics
+    from mathforge.evaluator.policy import DEFAULT_POLICY
+
+    items: list[ItemSamples] = []
+    try:
+        for line_no, row in _json_lines(args.file):
+            samples = row.get("samples")
+            if "gold" not in row or not isinstance(samples, list) or not samples:
+                raise ValueError(f"{args.file}:{line_no}: needs 'gold' and a non-empty 'samples' list")
+            verdicts = [grade(str(s), str(row["gold"])) for s in samples]
+            tags = {k: str(row[k]) for k in ("subject", "level") if k in row}
+            items.append(
+                ItemSamples([v.equivalent for v in verdicts], [v.pred_answer for v in verdicts], tags)
+            )
+    except (ValueError, OSError) as exc:
+        print(f"mathforge eval metrics: {exc}", file=sys.stderr)
+        return 2
+
+    def same(a: str, b: str) -> bool:
+        return canonical_key(a, DEFAULT_POLICY) == canonical_key(b, DEFAULT_POLICY)
+
+    print(json.dumps(compute_metrics(items, same=same)))
+    return 0
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    from mathforge.evaluator.benchmarks import load_benchmark, resolve_benchmark
+    from mathforge.evaluator.report import write_report
+    from mathforge.evaluator.run import RunSettings, run_benchmark
+    from mathforge.runtime.clients.sampler import SamplerClient
+
+    if args.k < 1:
+        print(f"mathforge eval run: -k {args.k} must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        path = resolve_benchmark(args.benchmark, args.benchmark_dir)
+        items = load_benchmark(path, limit=args.limit or None)
+    except (ValueError, OSError) as exc:
+        print(f"mathforge eval run: {exc}", file=sys.stderr)
+        return 2
+    settings = RunSettings(
+        k=args.k,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        prompt_style=args.prompt_style,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    client = SamplerClient(args.sampler, timeout_s=args.timeout_s)
+
+    def generate(
+        prompts: list[str], n: int, temperature: float, max_tokens: int, seed: int
+    ) -> list[list[str]]:
+        return client.generate_texts(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+
+    def progress(done: int, total: int, accuracy: float) -> None:
+        print(f"\r{done}/{total} greedy acc {accuracy:.3f}", end="", file=sys.stderr, flush=True)
+
+    import grpc
+
+    try:
+        result = run_benchmark(items, generate, settings, progress)
+    except grpc.RpcError as exc:
+        print(
+            f"\nmathforge eval run: sampler {args.sampler}: {exc.code().name}: {exc.details()}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        client.close()
+    print(file=sys.stderr)
+    report = {
+        "benchmark": items[0].benchmark if items else str(args.benchmark),
+        "path": str(path),
+        "sampler": args.sampler,
+        "settings": {
+            "k": args.k,
+            "temperature": args.temperature,
+            "max_tokens": args.max_tokens,
+            "prompt_style": args.prompt_style,
+            "seed": args.seed,
+            "limit": args.limit,
+        },
+        **result.as_dict(),
+    }
+    json_path, md_path = write_report(args.out, report)
+    print(json.dumps({k: v for k, v in result.metrics.items() if "/" not in k}))
+    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    grade_parser = sub.add_parser(
+        "grade", help="grade JSONL lines {pred, gold[, policy]}; one verdict per line"
+    )
+    grade_parser.add_argument("file", help="JSONL file, or - for stdin")
+    grade_parser.set_defaults(handler=_grade)
+
+    ev = group(sub, "eval")
+    metrics = ev.add_parser("metrics", help="acc, pass@k and maj@k from JSONL lines {gold, samples}")
+    metrics.add_argument("file", help="JSONL file, or - for stdin")
+    metrics.set_defaults(handler=_metrics)
+
+    run = ev.add_parser("run", help="run a benchmark against a sampler; writes report.json and report.md")
+    run.add_argument(
+        "--benchmark", required=True, help="known name (gsm8k, math, math500, ...) or a JSONL path"
+    )
+    run.add_argument("--benchmark-dir", default="benchmarks", help="where known benchmark names are found")
+    run.add_argument("--sampler", required=True, help="sampler endpoint HOST:PORT")
+    run.add_argument("-k", type=int, default=1, help="samples per question (sample 0 is greedy)")
+    run.add_argument("--out", required=True, help="output directory for report.json and report.md")
+    run.add_argument("--limit", type=int, default=0, help="only the first N items (0 = all)")
+    run.add_argument("--temperature", type=float, default=0.7, help="temperature of samples 1..k-1")
+    run.add_argument("--max-tokens", type=int, default=1024, help="new tokens per sample")
+    run.add_argument("--prompt-style", choices=("zero_shot", "few_shot"), default="zero_shot")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--batch-size", type=int, default=16, help="questions per Generate call")
+    run.add_argument("--timeout-s", type=float, default=600.0, help="deadline of one Generate call")
+    run.set_defaults(handler=_run)

@@ -1,0 +1,87 @@
+"""Typed client of the Sampler service (protos/mathforge/v1/sampler.proto).
+
+with SamplerClient("127.0.0.1:50054") as sampler:
+    texts = sampler.generate_texts(["User: 1+1?\\n\\nAssistant:"], n=4, temperature=0.7)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mathforge.runtime.client import ServiceClient
+from mathforge.v1 import sampler_pb2, sampler_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion: its text, token ids, per-token logprobs, finish reason and weights version."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: str
+    weights_version: int
+
+
+class SamplerClient(ServiceClient):
+    service_name = "mathforge.v1.Sampler"
+    stub_class = sampler_pb2_grpc.SamplerStub
+
+    def generate(
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 0.0,
+        top_k: int = 0,
+        max_tokens: int = 0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        require_version: int | None = None,
+        timeout_s: float | None = None,
+    ) -> sampler_pb2.GenerateResponse:
+        """n completions per prompt (text, or token ids); the raw GenerateResponse."""
+        request = sampler_pb2.GenerateRequest(
+            prompts=[
+                sampler_pb2.Prompt(text=p) if isinstance(p, str) else sampler_pb2.Prompt(token_ids=list(p))
+                for p in prompts
+            ],
+            params=sampler_pb2.SamplingParams(
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                max_tokens=max_tokens,
+                stop=list(stop),
+                seed=seed,
+            ),
+        )
+        if require_version is not None:
+            request.require_version = require_version
+        return self.call("Generate", request, timeout_s=timeout_s)
+
+    def generate_samples(
+        self, prompts: Sequence[str | Sequence[int]], n: int = 1, **params: object
+    ) -> list[list[Sample]]:
+        """Like `generate`, as Sample dataclasses: one list per prompt, ordered by sample index."""
+        response = self.generate(prompts, n, **params)  # type: ignore[arg-type]
+        return [
+            [
+                Sample(c.text, tuple(c.token_ids), tuple(c.logprobs), c.finish_reason, c.weights_version)
+                for c in sorted(result.completions, key=lambda c: c.sample_index)
+            ]
+            for result in response.results
+        ]
+
+    def generate_texts(self, prompts: Sequence[str], n: int = 1, **params: object) -> list[list[str]]:
+        """Only the completion texts: one list of n per prompt."""
+        return [[s.text for s in samples] for samples in self.generate_samples(prompts, n, **params)]
+
+    def load_weights(
+        self, version: int, path: str, timeout_s: float = 600.0
+    ) -> sampler_pb2.LoadWeightsResponse:
+        """Swaps in the checkpoint at `path` as `version` (must be greater than the serving one)."""
+        return self.call(
+            "LoadWeights", sampler_pb2.LoadWeightsRequest(version=version, path=path), timeout_s=timeout_s
+        )
