@@ -1,0 +1,115 @@
+{{/*
+Name prefix of every object: the release name (or fullnameOverride), so Services come out as
+<release>-classifier, <release>-sampler, ... as the training manifests expect.
+*/}}
+{{- define "mathforge.prefix" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The service names in a fixed order, for loops that must not depend on map order. */}}
+{{- define "mathforge.serviceNames" -}}
+classifier dedup reward sampler evaluator
+{{- end -}}
+
+{{/* Readiness key (and reflection name) of a service, from its short name. */}}
+{{- define "mathforge.protoName" -}}
+{{- printf "mathforge.v1.%s" (title .) -}}
+{{- end -}}
+
+{{- define "mathforge.chartLabel" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object; call with (dict "root" $ "component" "classifier"). */}}
+{{- define "mathforge.labels" -}}
+helm.sh/chart: {{ include "mathforge.chartLabel" .root }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: mathforge
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{ include "mathforge.selectorLabels" . }}
+{{- end -}}
+
+{{/* Selector labels; call with (dict "root" $ "component" "classifier"). */}}
+{{- define "mathforge.selectorLabels" -}}
+app.kubernetes.io/name: mathforge
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mathforge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (printf "%s-services" (include "mathforge.prefix" .)) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image reference; call with (dict "root" $ "which" "services"). */}}
+{{- define "mathforge.image" -}}
+{{- $image := index .root.Values.images .which -}}
+{{- $tag := default .root.Chart.AppVersion $image.tag -}}
+{{- if $image.digest -}}
+{{- printf "%s:%s@%s" $image.repository $tag $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the models or checkpoints claim; call with (dict "root" $ "volume" "models"). */}}
+{{- define "mathforge.claimName" -}}
+{{- $volume := index .root.Values.persistence .volume -}}
+{{- default (printf "%s-%s" (include "mathforge.prefix" .root) .volume) $volume.existingClaim -}}
+{{- end -}}
+
+{{/*
+The config file of one service, as YAML: common.config, then the service's own config, then the
+fields the chart owns (bind address and ports). Call with (dict "root" $ "name" "classifier").
+*/}}
+{{- define "mathforge.serviceConfig" -}}
+{{- $svc := index .root.Values.services .name -}}
+{{- $config := mustMergeOverwrite (dict) (deepCopy .root.Values.common.config) (deepCopy $svc.config) -}}
+{{- $_ := set $config "port" $svc.port -}}
+{{- $_ := set $config "metrics_port" (ternary $svc.metricsPort -1 .root.Values.metrics.enabled) -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* The bundled check script's TLS flags, for probes and test pods. */}}
+{{- define "mathforge.checkTLSArgs" -}}
+{{- $tls := .root.Values.tls -}}
+{{- if $tls.enabled }}
+- --ca
+- {{ printf "%s/ca.crt" $tls.mountPath | quote }}
+- --server-name
+- {{ printf "%s-%s" (include "mathforge.prefix" .root) .name | quote }}
+{{- if $tls.clientAuth }}
+- --cert
+- {{ printf "%s/tls.crt" $tls.mountPath | quote }}
+- --key
+- {{ printf "%s/tls.key" $tls.mountPath | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A probe's handler: a native gRPC health check, or with TLS (which kubelet's gRPC probe cannot
+speak) the bundled check script. Call with (dict "root" $ "name" "classifier" "port" 50051
+"service" "mathforge.v1.Classifier"); service "" is the liveness key.
+*/}}
+{{- define "mathforge.probeHandler" -}}
+{{- if .root.Values.tls.enabled -}}
+exec:
+  command:
+    - python
+    - /opt/mathforge/scripts/grpc_check.py
+    - health
+    - --target
+    - {{ printf "127.0.0.1:%v" .port | quote }}
+    - --service
+    - {{ .service | quote }}
+    {{- include "mathforge.checkTLSArgs" . | nindent 4 }}
+{{- else -}}
+grpc:
+  port: {{ .port }}
+  service: {{ .service | quote }}
+{{- end -}}
+{{- end -}}
