@@ -27,6 +27,7 @@ from mathforge.runtime.supervisor import ServiceGroup, available_services, probe
 # Modules with a `register(subparsers)` that adds their command groups.
 COMMAND_MODULES: list[str] = [
     "mathforge.evaluator.cli",
+    "mathforge.dedup.cli",
 ]
 
 

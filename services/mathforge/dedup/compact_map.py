@@ -1,0 +1,84 @@
+"""A compact uint64 -> uint32 multimap for the embedded index: about 12 bytes per entry.
+
+Python dicts cost around 100 bytes per entry, too much for a corpus-scale index held in memory.
+Entries here live in a few sorted numpy runs (keys and values side by side) plus a small dict of
+recent inserts; when the dict fills it becomes a new run, and runs of similar size are merged, so
+there are O(log n) runs and a lookup is one `searchsorted` per run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_BUFFER_LIMIT = 4096
+
+
+class CompactMultiMap:
+    """Maps uint64 keys to one or more uint32 values; insert-only."""
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._buffer: dict[int, list[int]] = {}
+        self._buffered = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the sorted runs (the small recent-insert buffer is not counted)."""
+        return sum(k.nbytes + v.nbytes for k, v in self._runs)
+
+    def add(self, keys: np.ndarray, value: int) -> None:
+        """Adds `value` under every key of `keys`."""
+        for key in keys.tolist():
+            self._buffer.setdefault(key, []).append(value)
+        self._buffered += len(keys)
+        self._size += len(keys)
+        if self._buffered >= _BUFFER_LIMIT:
+            self._flush()
+
+    def extend(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Adds many (key, value) pairs at once (used when loading an index)."""
+        if len(keys):
+            self._flush()
+            order = np.argsort(keys, kind="stable")
+            self._runs.append((keys[order].astype(np.uint64), values[order].astype(np.uint32)))
+            self._size += len(keys)
+            self._compact()
+
+    def get(self, keys: np.ndarray) -> list[int]:
+        """All values stored under any of `keys`, without repeats, oldest first."""
+        found: list[int] = []
+        for keys_run, values_run in self._runs:
+            left = np.searchsorted(keys_run, keys, side="left")
+            right = np.searchsorted(keys_run, keys, side="right")
+            for lo, hi in zip(left[left < right].tolist(), right[left < right].tolist(), strict=True):
+                found.extend(values_run[lo:hi].tolist())
+        if self._buffer:
+            for key in keys.tolist():
+                found.extend(self._buffer.get(key, ()))
+        return sorted(set(found))
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        keys = np.fromiter(
+            (k for k, vs in self._buffer.items() for _ in vs), dtype=np.uint64, count=self._buffered
+        )
+        values = np.fromiter(
+            (v for vs in self._buffer.values() for v in vs), dtype=np.uint32, count=self._buffered
+        )
+        self._buffer, self._buffered = {}, 0
+        order = np.argsort(keys, kind="stable")
+        self._runs.append((keys[order], values[order]))
+        self._compact()
+
+    def _compact(self) -> None:
+        # Merge while the newest run is at least half the size of the one before (binary-counter style).
+        while len(self._runs) >= 2 and 2 * len(self._runs[-1][0]) >= len(self._runs[-2][0]):
+            (k2, v2), (k1, v1) = self._runs.pop(), self._runs.pop()
+            keys, values = np.concatenate([k1, k2]), np.concatenate([v1, v2])
+            order = np.argsort(keys, kind="stable")
+            self._runs.append((keys[order], values[order]))

@@ -1,0 +1,245 @@
+"""Benchmark decontamination by the n-gram rule of PAPER.md §1.
+
+    index = BenchmarkIndex(TextNormalizer(), ngram_size=10)
+    index.add_items(load_benchmark("gsm8k_test.jsonl"))
+    matches = index.find(document_text)        # [] when clean
+    cleaned = cut_matches(document_text, matches)
+
+The rule: every `ngram_size`-gram (10) of every benchmark question and answer goes into the index,
+and a text holding any of them is contaminated. A benchmark text of `min_short_ngrams` (3) to
+ngram_size - 1 grams is matched whole, as an exact token sequence (so on word boundaries). Texts of
+fewer than 3 grams (e.g. the final answer "18") are ignored: they would match almost any text.
+
+What counts as an item's "answer" text: its full solution when the benchmark has one (GSM8K's
+worked answer, MATH's solution), else its answer field (CMATH's "golden", Gaokao cloze answers).
+Extracted final answers of sets with solutions are not indexed on their own (`index_final_answers`
+turns that on): a short final answer such as `\\frac{1}{2}` would flag every text that contains it.
+
+Matching hashes tokens and n-grams to 64-bit values (hashing.py) and looks every window of the
+text up in sorted numpy arrays; a false match needs a 64-bit collision (about 1e-10 per 2 KB
+document against GSM8K + MATH + CMATH). Only texts with a hit are tokenised again with character
+offsets, so a verdict's span is exact in the original text.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from mathforge.dedup.hashing import WindowHasher, token_hashes
+from mathforge.dedup.normalize import TextNormalizer
+
+# Texts hashed together in one pass of the fast path.
+_BATCH = 256
+
+
+class BenchmarkRecord(Protocol):
+    """What the index reads of a benchmark item (the evaluator's BenchmarkItem has it)."""
+
+    @property
+    def benchmark(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def question(self) -> str: ...
+    @property
+    def answer(self) -> str: ...
+    @property
+    def solution(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ContaminationMatch:
+    """A span of a document that holds benchmark text: [start, end) characters of the original."""
+
+    benchmark: str
+    item: str
+    start: int
+    end: int
+    span: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "benchmark": self.benchmark,
+            "item": self.item,
+            "span": [self.start, self.end],
+            "text": self.span,
+        }
+
+
+class BenchmarkIndex:
+    """The n-gram index of benchmark questions and answers, and the matcher over it."""
+
+    def __init__(
+        self,
+        normalizer: TextNormalizer | None = None,
+        ngram_size: int = 10,
+        min_short_ngrams: int = 3,
+        index_final_answers: bool = False,
+    ):
+        if ngram_size < 2:
+            raise ValueError(f"ngram_size {ngram_size} must be at least 2")
+        if not 1 <= min_short_ngrams <= ngram_size:
+            raise ValueError(f"min_short_ngrams {min_short_ngrams} must be in 1..{ngram_size}")
+        self.normalizer = normalizer or TextNormalizer()
+        self.ngram_size = ngram_size
+        self.min_short_ngrams = min_short_ngrams
+        self.index_final_answers = index_final_answers
+        self.items: list[tuple[str, str]] = []
+        self.items_per_benchmark: dict[str, int] = {}
+        self._pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        # n -> (sorted unique window hashes, index into self.items of the first item holding it)
+        self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    # ---- building -------------------------------------------------------------------------
+    def add_items(self, items: Iterable[BenchmarkRecord]) -> int:
+        """Indexes each item's question and answer text; returns how many items were added."""
+        added = 0
+        for item in items:
+            texts = [item.question, item.solution or item.answer]
+            if self.index_final_answers and item.solution and item.answer:
+                texts.append(item.answer)
+            self.add_texts(item.benchmark, item.id, texts)
+            added += 1
+        self._build()
+        return added
+
+    def add_texts(self, benchmark: str, item_id: str, texts: Iterable[str]) -> None:
+        """Queues the texts of one benchmark item; `add_items` (or `find`) builds the tables."""
+        number = len(self.items)
+        self.items.append((benchmark, item_id))
+        self.items_per_benchmark[benchmark] = self.items_per_benchmark.get(benchmark, 0) + 1
+        for text in texts:
+            hashes = token_hashes(self.normalizer.tokens(text))
+            if len(hashes) < self.min_short_ngrams:
+                continue
+            n = min(len(hashes), self.ngram_size)
+            windows = WindowHasher(hashes).windows(n)
+            self._pending.setdefault(n, []).append((windows, np.full(len(windows), number, dtype=np.int32)))
+
+    def _build(self) -> None:
+        for n, parts in self._pending.items():
+            old_keys, old_items = self._tables.get(n, (np.empty(0, np.uint64), np.empty(0, np.int32)))
+            keys = np.concatenate([old_keys, *(p[0] for p in parts)])
+            owners = np.concatenate([old_items, *(p[1] for p in parts)])
+            # np.unique keeps the first occurrence; a stable sort by key first puts older items first.
+            order = np.argsort(keys, kind="stable")
+            unique, first = np.unique(keys[order], return_index=True)
+            self._tables[n] = (unique, owners[order][first])
+        self._pending.clear()
+
+    def copy(self) -> BenchmarkIndex:
+        """An index with the same content that can be extended without touching this one (the
+        tables are immutable arrays, shared)."""
+        self._build()
+        other = BenchmarkIndex(
+            self.normalizer, self.ngram_size, self.min_short_ngrams, self.index_final_answers
+        )
+        other.items = list(self.items)
+        other.items_per_benchmark = dict(self.items_per_benchmark)
+        other._tables = dict(self._tables)
+        return other
+
+    @property
+    def ngrams(self) -> int:
+        """Distinct long n-grams in the index."""
+        self._build()
+        table = self._tables.get(self.ngram_size)
+        return 0 if table is None else len(table[0])
+
+    @property
+    def short_texts(self) -> int:
+        """Distinct short benchmark texts (min_short_ngrams to ngram_size - 1 grams)."""
+        self._build()
+        return sum(len(keys) for n, (keys, _) in self._tables.items() if n < self.ngram_size)
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.items)
+
+    # ---- matching -------------------------------------------------------------------------
+    def _hits(self, token_lists: Sequence[list[str]]) -> list[list[tuple[int, int, int]]]:
+        """Per text: (first token, n, item number) of every indexed window found in its tokens.
+
+        All texts of a batch are hashed in one pass; windows that straddle two texts are skipped.
+        """
+        if self._pending:
+            self._build()
+        hits: list[list[tuple[int, int, int]]] = [[] for _ in token_lists]
+        lengths = np.array([len(t) for t in token_lists], dtype=np.int64)
+        if not self._tables or not lengths.sum():
+            return hits
+        hasher = WindowHasher(token_hashes(list(itertools.chain.from_iterable(token_lists))))
+        text_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        text_of = np.repeat(np.arange(len(token_lists)), lengths)
+        for n, (keys, owners) in self._tables.items():
+            windows = hasher.windows(n)
+            if len(windows) == 0 or len(keys) == 0:
+                continue
+            pos = np.searchsorted(keys, windows)
+            np.minimum(pos, len(keys) - 1, out=pos)
+            found = np.flatnonzero(keys[pos] == windows)
+            found = found[text_of[found] == text_of[found + n - 1]]
+            for first, owner in zip(found.tolist(), owners[pos[found]].tolist(), strict=True):
+                text = int(text_of[first])
+                hits[text].append((first - int(text_start[text]), n, owner))
+        return hits
+
+    def contaminated(self, texts: Sequence[str]) -> list[bool]:
+        """For each text, whether it holds any indexed benchmark n-gram or short text (fast path)."""
+        return [bool(h) for h in self._hits([self.normalizer.tokens(t) for t in texts])]
+
+    def find(self, text: str) -> list[ContaminationMatch]:
+        """Every matched span of `text`, merged per benchmark item, in text order; [] when clean."""
+        return self.find_many([text])[0]
+
+    def find_many(self, texts: Sequence[str]) -> list[list[ContaminationMatch]]:
+        """`find` for a batch of texts; clean texts cost one hashing pass for the whole batch."""
+        results: list[list[ContaminationMatch]] = [[] for _ in texts]
+        for start in range(0, len(texts), _BATCH):
+            batch = texts[start : start + _BATCH]
+            flagged = self._hits([self.normalizer.tokens(t) for t in batch])
+            for offset, hits in enumerate(flagged):
+                if hits:
+                    results[start + offset] = self._locate(batch[offset])
+        return results
+
+    def _locate(self, text: str) -> list[ContaminationMatch]:
+        tokens, starts, ends = self.normalizer.tokens_with_offsets(text)
+        by_item: dict[int, list[tuple[int, int]]] = {}
+        for first, n, owner in self._hits([tokens])[0]:
+            by_item.setdefault(owner, []).append((first, first + n))
+        matches: list[ContaminationMatch] = []
+        for owner, ranges in by_item.items():
+            benchmark, item_id = self.items[owner]
+            for lo, hi in _merge(ranges):
+                start, end = starts[lo], ends[hi - 1]
+                matches.append(ContaminationMatch(benchmark, item_id, start, end, text[start:end]))
+        matches.sort(key=lambda m: (m.start, m.end, m.benchmark, m.item))
+        return matches
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Unites overlapping or touching [lo, hi) ranges."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def cut_matches(text: str, matches: Iterable[ContaminationMatch]) -> str:
+    """The text with every matched span removed (the text itself when there are no matches)."""
+    pieces: list[str] = []
+    position = 0
+    for lo, hi in _merge([(m.start, m.end) for m in matches]):
+        pieces.append(text[position:lo])
+        position = hi
+    pieces.append(text[position:])
+    return "".join(pieces)

@@ -1,0 +1,142 @@
+"""Text normalisation and tokenisation shared by exact hashing, MinHash shingles and decontamination.
+
+The default (`TextNormalizer()`): Unicode NFKC, case folding, whitespace collapsed, and "grams" that
+are words, with mathematics kept intact and counted as words too:
+
+    "Janet's ducks lay 16 eggs. Then  x ^ 2+1 = 10, 妈咪买了"
+      ->  janet | s | ducks | lay | 16 | eggs | then | x^2+1=10 | 妈 | 咪 | 买 | 了
+
+- A gram is a run of visible characters between whitespace (a word, a number, `$\\frac{1}{2}$`).
+- Whitespace next to a math operator (`+ - * / = ^ < > | _ ~ %`, the Unicode math operators and
+  arrows), after an opening bracket or before a closing one does not separate grams, so
+  `( x ^ 2 + 1 )` and `(x^2+1)` are the same gram:
+  re-spacing a formula changes nothing, and a formula counts as one gram, which keeps common
+  formulas (`a^2+b^2=c^2`) from making up a 10-gram on their own.
+- Sentence punctuation in `drop_chars` (default `, . ; : ? " '` and their CJK forms, after NFKC)
+  separates grams like whitespace. Nothing else is ever deleted: `x^2+1` never becomes `x21`.
+- Each CJK ideograph or kana is a gram of its own, because Chinese and Japanese have no spaces
+  (so a CMATH 10-gram is 10 characters).
+- A gram's value is its text without the whitespace inside it.
+
+Normalisation never crosses whitespace, so the normal form of a text is the normal forms of its
+whitespace-separated chunks; that is what lets `tokens_with_offsets` map every gram back to
+character offsets in the ORIGINAL text (needed to report and cut matched spans).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+# CJK Unified Ideographs (+ extension A, compatibility), hiragana and katakana.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+DEFAULT_DROP_CHARS = (
+    ",.;:?\"'`\u3001\u3002\u300c\u300d\u300e\u300f\u3010\u3011\u300a\u300b"
+    "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
+)
+# Characters that glue grams across whitespace: ASCII operators, ± × ÷ ·, arrows and the
+# Mathematical Operators block; whitespace after an opening or before a closing bracket glues too.
+MATH_OPERATORS = "+\\-*/=^<>|_~%\u00b1\u00d7\u00f7\u00b7\u2190-\u21ff\u2200-\u22ff"
+_GLUE_BEFORE = MATH_OPERATORS + "(\\[{"
+_GLUE_AFTER = MATH_OPERATORS + ")\\]}"
+UNICODE_FORMS = ("NFKC", "NFC", "NFKD", "NFD", "none")
+_PIECE = re.compile(r"\s+|\S+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class TextNormalizer:
+    """Normalises and tokenises text; see the module docstring for the default rules."""
+
+    unicode_form: str = "NFKC"
+    lowercase: bool = True
+    drop_chars: str = DEFAULT_DROP_CHARS
+    glue_operators: bool = True
+    _token_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.unicode_form not in UNICODE_FORMS:
+            raise ValueError(f"unicode_form {self.unicode_form!r} is not one of {', '.join(UNICODE_FORMS)}")
+        drop = re.escape(self.drop_chars) if self.drop_chars else ""
+        atom = rf"[^\s{drop}{_CJK}\x00-\x1f\x7f]+"
+        glue = (
+            rf"(?:\s+(?=[{_GLUE_AFTER}]){atom}|(?<=[{_GLUE_BEFORE}])\s+{atom})*"
+            if self.glue_operators
+            else ""
+        )
+        object.__setattr__(self, "_token_re", re.compile(rf"[{_CJK}]|{atom}{glue}"))
+
+    def normalize(self, text: str) -> str:
+        """The text in normal form (Unicode form and case), whitespace as it was."""
+        if self.unicode_form != "none":
+            text = unicodedata.normalize(self.unicode_form, text)  # type: ignore[arg-type]
+        return text.casefold() if self.lowercase else text
+
+    def exact_form(self, text: str) -> str:
+        """The normal form used for exact duplicates: normalised, whitespace collapsed to single spaces."""
+        return " ".join(self.normalize(text).split())
+
+    def tokens(self, text: str) -> list[str]:
+        """The grams of `text`, normalised (a gram may hold whitespace; its value is without it)."""
+        return self._token_re.findall(self.normalize(text))
+
+    def token_values(self, text: str) -> list[str]:
+        """The grams of `text` as compared: normalised, whitespace inside a gram removed."""
+        return [gram_value(t) for t in self.tokens(text)]
+
+    def tokens_with_offsets(self, text: str) -> tuple[list[str], list[int], list[int]]:
+        """The grams of `text` (as `tokens`) with each one's [start, end) character offsets in `text`.
+
+        Where normalisation changes a chunk's length (ligatures, full-width forms, case folding of
+        `ß`), offsets come from normalising character by character; in the rare case where that
+        differs from normalising the chunk whole (composition across characters), a gram's
+        offsets widen to the whole chunk.
+        """
+        pieces: list[str] = []
+        first: list[int] = []  # origin of each normal-form character: first original index
+        last: list[int] = []  # ... and one past the last original index it covers
+        for piece_match in _PIECE.finditer(text):
+            piece, base = piece_match.group(), piece_match.start()
+            norm = self.normalize(piece)
+            pieces.append(norm)
+            if len(norm) == len(piece):
+                first.extend(range(base, base + len(piece)))
+                last.extend(range(base + 1, base + len(piece) + 1))
+                continue
+            spans = self._char_spans(piece, norm)
+            if spans is None:
+                first.extend([base] * len(norm))
+                last.extend([base + len(piece)] * len(norm))
+            else:
+                first.extend(base + lo for lo, _ in spans)
+                last.extend(base + hi for _, hi in spans)
+        normal = "".join(pieces)
+        tokens: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        for m in self._token_re.finditer(normal):
+            tokens.append(m.group())
+            starts.append(first[m.start()])
+            ends.append(last[m.end() - 1])
+        return tokens, starts, ends
+
+    def _char_spans(self, chunk: str, norm: str) -> list[tuple[int, int]] | None:
+        """For each character of `norm`, the [lo, hi) span of `chunk` it came from, or None."""
+        spans: list[tuple[int, int]] = []
+        pieces: list[str] = []
+        i = 0
+        while i < len(chunk):
+            j = i + 1
+            while j < len(chunk) and unicodedata.combining(chunk[j]):
+                j += 1  # keep combining marks with their base character
+            piece = self.normalize(chunk[i:j])
+            pieces.append(piece)
+            spans.extend([(i, j)] * len(piece))
+            i = j
+        return spans if "".join(pieces) == norm else None
+
+
+def gram_value(token: str) -> str:
+    """A gram as compared: without the whitespace that re-spacing may have put inside it."""
+    return _WHITESPACE.sub("", token) if not token.isalnum() else token
