@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from mathforge.evaluator import latex_eval
-from mathforge.evaluator.normalize import normalize
+from mathforge.evaluator.normalize import normalize, unit_of
 from mathforge.evaluator.policy import GradingPolicy
 from mathforge.evaluator.structure import Answer, is_simple_name, parse_answer
 from mathforge.evaluator.symbolic import symbolic_equal
@@ -42,6 +42,8 @@ def _percent_variants(text: str, policy: GradingPolicy) -> list[str]:
 def _leaf_equal(pred: str, gold: str, policy: GradingPolicy) -> Decision:
     if pred == gold:
         return Decision(True, "string")
+    if policy.units == "keep" and unit_of(pred) != unit_of(gold):
+        return Decision(False, "string")
     if pred.endswith("%") != gold.endswith("%") and policy.percent == "strict":
         return Decision(False, "string")
     for p in _percent_variants(pred, policy):

@@ -36,9 +36,10 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _CHOICE_LETTERS = "ABCDE"
 _CHOICE_PATTERNS = (
     re.compile(
-        r"(?:answer|choice|option)\s*(?:is|:)?\s*[:：]?\s*\(?\s*([A-E](?:\s*[,，、和]?\s*[A-E])*)\b\)?", re.I
+        r"(?:answer|choice|option)\s*(?:is|:)?\s*[:：]?\s*\(?\s*([A-E](?:\s*(?:[,，、和]|and)?\s*[A-E])*)\b\)?",
+        re.I,
     ),
-    re.compile(r"(?:选|答案[是为]?|故选|应选)\s*[:：]?\s*\(?([A-E]+)\)?"),
+    re.compile(r"(?:选|答案[是为]?|故选|应选)\s*[:：]?\s*\(?([A-E](?:[\s,，、和]*[A-E])*)\)?"),
     re.compile(r"\(([A-E])\)"),
     re.compile(r"^\s*\(?([A-E])\)?\s*(?:[.:、)]|$)", re.M),
 )

@@ -10,12 +10,14 @@ import unicodedata
 
 from mathforge.evaluator.policy import GradingPolicy
 
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad\b|~|\\(?:displaystyle|textstyle|scriptstyle)\b")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad\b|~|\\(?:displaystyle|textstyle|scriptstyle)\b")
 _SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?:l|r)?\b\s*")
 _TEXT_WRAPPERS = re.compile(
     r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname|rm)\s*\{([^{}]*)\}"
 )
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree\b|\\circ\b")
+_MIXED = re.compile(r"^(-?)(\d+)\s+(\d+)\s*/\s*(\d+)$")
+_SCIENTIFIC = re.compile(r"^([-+]?\d+(?:\.\d+)?)[eE]([-+]?\d+)$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 # Unit words a MATH / GSM8K answer may carry after its number.
 _UNIT_WORDS = (
@@ -59,10 +61,19 @@ def normalize(answer: str, policy: GradingPolicy) -> str:
     """The canonical form of one extracted answer (see the module docstring). Never raises."""
     s = unicodedata.normalize("NFKC", answer)
     s = s.replace("\u2212", "-").replace("−", "-")
-    s = s.replace("$", "").replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
+    s = (
+        s.replace("\\$", "")
+        .replace("$", "")
+        .replace("\\(", "")
+        .replace("\\)", "")
+        .replace("\\[", "")
+        .replace("\\]", "")
+    )
     s = re.sub(r"\\(?:d|t)frac", r"\\frac", s)
     s = re.sub(r"\\(?:d|t)binom", r"\\binom", s)
     s = _SIZING.sub("", s)
+    s = _MIXED.sub(r"\1\2\\frac{\3}{\4}", s.strip())
+    s = _SCIENTIFIC.sub(r"\1*10^{\2}", s)
     s = _SPACING.sub(" ", s)
     s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # protect set braces from brace stripping
     s = _unwrap_text(s)
@@ -103,3 +114,9 @@ def _strip_outer_braces(s: str) -> str:
                 return s
         s = s[1:-1].strip()
     return s
+
+
+def unit_of(answer: str) -> str:
+    """The trailing unit words of a normalised answer ("5cm" -> "cm"), "" when there are none."""
+    match = _TRAILING_UNIT.match(answer) or _CJK_TAIL.match(answer)
+    return answer[len(match.group(1)) :].strip().casefold() if match and match.group(1) else ""

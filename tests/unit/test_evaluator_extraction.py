@@ -1,0 +1,107 @@
+"""Final-answer extraction: every format in use, nesting, box choice, fallback switch."""
+
+from __future__ import annotations
+
+import pytest
+from mathforge.evaluator.extraction import extract_answer, extract_gold, find_boxes, looks_bare
+from mathforge.evaluator.policy import GradingPolicy
+
+CASES = [
+    ("so $\\boxed{42}$.", "42", "boxed"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}", "boxed"),
+    ("nested \\boxed{\\frac{\\sqrt{3}}{2}} done", "\\frac{\\sqrt{3}}{2}", "boxed"),
+    ("deep \\boxed{{{a}}+\\{b\\}}", "{{a}}+\\{b\\}", "boxed"),
+    ("\\fbox{7}", "7", "boxed"),
+    ("\\boxed 5 is it", "5", "boxed"),
+    ("first \\boxed{1} then \\boxed{2}", "2", "boxed"),
+    ("\\boxed {  x+1 }", "x+1", "boxed"),
+    (
+        "Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.",
+        "\\frac{3}{4}",
+        "final_answer",
+    ),
+    ("Final Answer: The final answer is 12. I hope it is correct.", "12", "final_answer"),
+    ("Thus the answer is 17.", "17", "the_answer_is"),
+    ("The answer is: $x = 3$", "x = 3", "the_answer_is"),
+    ("So the final answer is (2, 3).", "(2, 3)", "the_answer_is"),
+    ("The answer is 3.5.", "3.5", "the_answer_is"),
+    ("First 2. Then the answer is 5\n\nCheck: 5 works", "5", "the_answer_is"),
+    ("She earns 18 dollars.\n#### 18", "18", "gsm8k"),
+    ("#### 1,234", "1234", "gsm8k"),
+    ("所以答案是18个。", "18个", "the_answer_is"),
+    ("答案为：3/8", "3/8", "the_answer_is"),
+    ("答：一共有45个桃。", "一共有45个桃", "the_answer_is"),
+    ("I think 2 and 3 and finally 11 apples remain over there today", "11", "last_number"),
+    ("x = 2", "x = 2", "bare"),
+    ("\\frac{1}{2}", "\\frac{1}{2}", "bare"),
+    ("$5$", "5", "bare"),
+    ("18个", "18个", "bare"),
+    ("", "", "none"),
+    ("no numbers in this sentence at all, friends", "", "none"),
+]
+
+
+@pytest.mark.parametrize(("text", "answer", "method"), CASES)
+def test_extract_answer_finds_each_format(text: str, answer: str, method: str) -> None:
+    found = extract_answer(text)
+    assert (found.answer, found.method) == (answer, method)
+
+
+@pytest.mark.parametrize(("box", "answer"), [("last", "2"), ("first", "1"), ("all", "1, 2")])
+def test_box_policy_chooses_which_box_counts(box: str, answer: str) -> None:
+    assert extract_answer("\\boxed{1} and \\boxed{2}", GradingPolicy(box=box)).answer == answer
+
+
+def test_last_number_fallback_can_be_switched_off() -> None:
+    text = "We computed many things and got 12 and then 15 as the total here"
+    assert extract_answer(text).answer == "15"
+    assert extract_answer(text, GradingPolicy(last_number_fallback=False)).method == "none"
+
+
+@pytest.mark.parametrize(
+    ("text", "letters"),
+    [
+        ("The answer is (B).", "B"),
+        ("故选 C", "C"),
+        ("\\boxed{D}", "D"),
+        ("答案是AC", "AC"),
+        ("(A) because 2 is even", "A"),
+        ("The answer is A, C and D", "ACD"),
+    ],
+)
+def test_choice_format_extracts_letters(text: str, letters: str) -> None:
+    found = extract_answer(text, GradingPolicy(format="choice"))
+    assert (found.answer, found.method) == (letters, "choice")
+
+
+def test_program_format_takes_last_printed_line() -> None:
+    found = extract_answer("step 1\n  \n42\n", GradingPolicy(format="program"))
+    assert (found.answer, found.method) == ("42", "program")
+
+
+def test_gsm8k_format_ignores_boxes() -> None:
+    assert extract_answer("\\boxed{3}\n#### 4", GradingPolicy(format="gsm8k")).answer == "4"
+
+
+def test_unbalanced_box_is_not_an_answer() -> None:
+    assert find_boxes("\\boxed{1 + {2}") == []
+    assert find_boxes("\\boxed{1} \\boxed{2") == ["1"]
+
+
+def test_gold_extraction_uses_box_then_hashes_then_whole_string() -> None:
+    assert extract_gold("so $\\boxed{5}$").answer == "5"
+    assert extract_gold("3 + 4 = 7\n#### 7").answer == "7"
+    assert extract_gold("$5$;$10$").answer == "5;10"
+    assert extract_gold("The interval [0, 1]").answer == "The interval [0, 1]"
+
+
+def test_prose_is_not_bare() -> None:
+    assert looks_bare("x = 2")
+    assert not looks_bare("We find that the result equals the sum of the two values")
+
+
+@pytest.mark.parametrize(
+    "junk", ["\\boxed{", "}}}}", "\\boxed" * 1000, "{" * 5000, "\x00\\fbox{\x00}", "#### "]
+)
+def test_extraction_never_raises_on_junk(junk: str) -> None:
+    assert isinstance(extract_answer(junk).answer, str)
