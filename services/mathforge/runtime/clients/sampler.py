@@ -2,11 +2,13 @@
 
 with SamplerClient("127.0.0.1:50054") as sampler:
     texts = sampler.generate_texts(["User: 1+1?\\n\\nAssistant:"], n=4, temperature=0.7)
+    for completion in sampler.generate_stream(["2+2="], n=8, temperature=1.0, seed=7): ...
+    sampler.load_weights(3, "/shared/policy/step-3")      # version must increase
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from mathforge.runtime.client import ServiceClient
@@ -22,6 +24,34 @@ class Sample:
     logprobs: tuple[float, ...]
     finish_reason: str
     weights_version: int
+
+
+def generate_request(
+    prompts: Sequence[str | Sequence[int]],
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 0.0,
+    top_k: int = 0,
+    max_tokens: int = 0,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+    require_version: int | None = None,
+) -> sampler_pb2.GenerateRequest:
+    """The GenerateRequest for prompts given as text or as token ids."""
+    request = sampler_pb2.GenerateRequest(
+        prompts=[
+            sampler_pb2.Prompt(text=p) if isinstance(p, str) else sampler_pb2.Prompt(token_ids=list(p))
+            for p in prompts
+        ],
+        params=sampler_pb2.SamplingParams(
+            n=n, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, stop=list(stop)
+        ),
+    )
+    if seed is not None:
+        request.params.seed = seed
+    if require_version is not None:
+        request.require_version = require_version
+    return request
 
 
 class SamplerClient(ServiceClient):
@@ -42,24 +72,30 @@ class SamplerClient(ServiceClient):
         timeout_s: float | None = None,
     ) -> sampler_pb2.GenerateResponse:
         """n completions per prompt (text, or token ids); the raw GenerateResponse."""
-        request = sampler_pb2.GenerateRequest(
-            prompts=[
-                sampler_pb2.Prompt(text=p) if isinstance(p, str) else sampler_pb2.Prompt(token_ids=list(p))
-                for p in prompts
-            ],
-            params=sampler_pb2.SamplingParams(
-                n=n,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                max_tokens=max_tokens,
-                stop=list(stop),
-                seed=seed,
-            ),
+        request = generate_request(
+            prompts, n, temperature, top_p, top_k, max_tokens, stop, seed, require_version
         )
-        if require_version is not None:
-            request.require_version = require_version
         return self.call("Generate", request, timeout_s=timeout_s)
+
+    def generate_stream(
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 0.0,
+        top_k: int = 0,
+        max_tokens: int = 0,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        require_version: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Iterator[sampler_pb2.Completion]:
+        """Like `generate`, yielding each Completion as soon as the server finishes it (in any order;
+        prompt_index and sample_index say which it is)."""
+        request = generate_request(
+            prompts, n, temperature, top_p, top_k, max_tokens, stop, seed, require_version
+        )
+        yield from self.stream("GenerateStream", request, timeout_s=timeout_s)
 
     def generate_samples(
         self, prompts: Sequence[str | Sequence[int]], n: int = 1, **params: object
