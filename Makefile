@@ -42,5 +42,14 @@ demo: $(STAMP)
 up: $(STAMP)
 	.venv/bin/mathforge up
 
+images:
+	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
+	  echo "make images: no Docker engine is running here (docker info failed); build the images on a machine with one" >&2; \
+	  exit 1; }
+	@version=$$(sed -n 's/^__version__ = "\(.*\)"/\1/p' services/mathforge/__init__.py); \
+	repo=$${IMAGE_REPO:-ghcr.io/mathforge}; set -ex; \
+	docker build -f images/Dockerfile.services -t $$repo/mathforge-services:$$version .; \
+	docker build -f images/Dockerfile.gpu -t $$repo/mathforge-gpu:$$version .
+
 clean:
 	rm -rf .venv .cache runs .pytest_cache .mypy_cache .ruff_cache
