@@ -1,0 +1,161 @@
+"""The transformers backend: a Hugging Face causal LM sampled by our own batched decoding loop
+(decoding.py) on one worker thread, for CPUs and small runs.
+
+Each call keeps the model object it was admitted with, so a new checkpoint is loaded beside the
+serving one and swapped in by reference: calls in flight finish on the old model and nothing waits.
+With no model path it builds the package's tokenizer and a randomly initialised preset model from a
+fixed seed, so the service runs on a fresh machine without downloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from mathforge.models.checkpoint import CheckpointError, load_model
+from mathforge.models.presets import build_model
+from mathforge.models.tokenizer import default_tokenizer
+from mathforge.sampler.backend import (
+    GenerationJob,
+    SampleCallback,
+    SamplerBackend,
+    StagedWeights,
+    WeightsError,
+)
+from mathforge.sampler.batcher import DecodeWorker, PendingJob
+from mathforge.sampler.decoding import DecodeRequest, decode_batch
+
+
+def checkpoint_bytes(path: str | Path) -> int:
+    """Bytes of the safetensors weight files in a checkpoint directory."""
+    return sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
+
+
+class TransformersBackend(SamplerBackend):
+    """Samples from a transformers model on CPU (or one CUDA device) with a KV cache."""
+
+    name = "transformers"
+    swap_drains = False
+
+    def __init__(
+        self,
+        model_path: str = "",
+        preset: str = "tiny",
+        dtype: str = "float32",
+        device: str = "cpu",
+        seed: int = 0,
+        max_batch_rows: int = 256,
+        torch_threads: int = 0,
+    ):
+        self.model_path, self.preset, self.dtype, self.device = model_path, preset, dtype, device
+        self.seed = seed
+        self.max_batch_rows = max_batch_rows
+        self.torch_threads = torch_threads
+        self.random_weights = not model_path
+        self.worker: DecodeWorker | None = None
+        self.eos_ids: set[int] = set()
+
+    # ---- loading --------------------------------------------------------------------------
+    def _build(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        if self.model_path:
+            try:
+                return load_model(self.model_path, self.dtype, self.device)
+            except CheckpointError as exc:
+                raise WeightsError(str(exc)) from exc
+        tokenizer = default_tokenizer()
+        model = build_model(
+            self.preset,
+            len(tokenizer),
+            seed=self.seed,
+            dtype=self.dtype,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        return model.to(self.device), tokenizer
+
+    async def start(self) -> PreTrainedModel:
+        if self.torch_threads > 0:
+            torch.set_num_threads(self.torch_threads)
+        model, tokenizer = await asyncio.to_thread(self._build)
+        model.eval()
+        self.tokenizer = tokenizer
+        self.max_model_len = int(model.config.max_position_embeddings)
+        self.vocab_size = int(model.config.vocab_size)
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.worker = DecodeWorker(self._run_batch, self.max_batch_rows)
+        return model
+
+    async def stage_weights(self, path: str) -> StagedWeights:
+        started = time.perf_counter()
+        try:
+            model, tokenizer = await asyncio.to_thread(load_model, path, self.dtype, self.device)
+        except CheckpointError as exc:
+            raise WeightsError(str(exc)) from exc
+        config = model.config
+        if int(config.vocab_size) != self.vocab_size:
+            raise WeightsError(
+                f"{path}: vocabulary {config.vocab_size} differs from the serving {self.vocab_size}"
+            )
+        if int(config.max_position_embeddings) != self.max_model_len:
+            raise WeightsError(
+                f"{path}: context {config.max_position_embeddings} differs from the serving "
+                f"{self.max_model_len}"
+            )
+        if tokenizer.get_vocab() != self.tokenizer.get_vocab():
+            raise WeightsError(
+                f"{path}: its tokenizer differs from the serving one (prompts would change meaning)"
+            )
+        model.eval()
+        return StagedWeights(path, checkpoint_bytes(path), time.perf_counter() - started, payload=model)
+
+    async def activate(self, staged: StagedWeights) -> PreTrainedModel:
+        model: PreTrainedModel = staged.payload
+        return model
+
+    # ---- sampling -------------------------------------------------------------------------
+    async def generate(self, job: GenerationJob, weights: Any, on_sample: SampleCallback) -> None:
+        if self.worker is None:
+            raise RuntimeError("the transformers backend is not started")
+        await asyncio.wrap_future(self.worker.submit(weights, job, on_sample))
+
+    def _run_batch(self, model: PreTrainedModel, jobs: list[PendingJob]) -> None:
+        requests = []
+        for pending in jobs:
+            seed = pending.job.settings.seed
+            if seed is None:
+                seed = secrets.randbits(63)
+            requests.append(DecodeRequest(pending.job, pending.on_sample, seed))
+        decode_batch(model, self.tokenizer, requests, self.eos_ids)
+
+    def queue_depth(self) -> int:
+        return self.worker.queued_prompts() if self.worker is not None else 0
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "preset": "" if self.model_path else self.preset,
+            "max_batch_rows": str(self.max_batch_rows),
+            "torch_threads": str(torch.get_num_threads()),
+        }
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.close)
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    ids: set[int] = set()
+    for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, list | tuple):
+            ids.update(int(i) for i in source)
+    return ids

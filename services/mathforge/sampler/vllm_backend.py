@@ -1,0 +1,232 @@
+"""The vLLM backend (GPU): vLLM's AsyncLLMEngine with continuous batching and tensor parallelism,
+used through its documented API only (AsyncEngineArgs, SamplingParams, generate, collective_rpc).
+
+    backend = VllmBackend("/models/sft", dtype="bfloat16", tensor_parallel_size=2)
+
+vLLM is imported when this backend starts, never at module import, so a CPU install that picks the
+transformers backend never needs it. Mapping: our SamplingSettings become SamplingParams with
+`logprobs=0` (the sampled token's log-probability) and the engine runs with
+`logprobs_mode="raw_logprobs"`, so the numbers are the model's log-softmax before temperature,
+top-k and top-p, as with the transformers backend. New weights: the checkpoint's tensor names and
+shapes are checked against the serving ones first (staging), then, once calls in flight have
+drained, every worker reads the safetensors files and loads them into its model
+(vllm_worker.PolicyWeightsWorker) and the prefix cache, computed with the old weights, is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from transformers import AutoConfig, AutoTokenizer
+
+from mathforge.sampler.backend import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    GenerationJob,
+    Sample,
+    SampleCallback,
+    SamplerBackend,
+    SamplingSettings,
+    StagedWeights,
+    WeightsError,
+)
+
+WORKER_EXTENSION = "mathforge.sampler.vllm_worker.PolicyWeightsWorker"
+LOAD_METHOD = "load_policy_checkpoint"
+
+
+def vllm_sampling_params(settings: SamplingSettings) -> Any:
+    """vLLM SamplingParams with our semantics: text without special tokens or the stop string, and
+    the sampled token's logprob. A seeded request with n > 1 gets distinct samples per index from
+    vLLM (each index is seeded from the request's seed)."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=settings.n,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        top_k=settings.top_k,
+        max_tokens=settings.max_tokens,
+        stop=list(settings.stop) or None,
+        seed=settings.seed,
+        logprobs=0,
+        skip_special_tokens=True,
+        include_stop_str_in_output=False,
+    )
+
+
+def sample_from_completion(prompt_index: int, completion: Any) -> Sample:
+    """Our Sample from a finished vLLM CompletionOutput (its index is the sample index)."""
+    token_ids = [int(t) for t in completion.token_ids]
+    if completion.logprobs is None or len(completion.logprobs) < len(token_ids):
+        raise RuntimeError("vLLM returned no logprob for some sampled tokens (was logprobs=0 sent?)")
+    logprobs = [float(completion.logprobs[i][token].logprob) for i, token in enumerate(token_ids)]
+    reason = completion.finish_reason
+    if reason not in (FINISH_STOP, FINISH_LENGTH):
+        raise RuntimeError(f"vLLM ended sample {completion.index} of prompt {prompt_index} with {reason!r}")
+    return Sample(prompt_index, int(completion.index), token_ids, logprobs, completion.text, reason)
+
+
+def tensor_shapes(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (dtype, shape)} of a checkpoint directory, from the safetensors headers only.
+    Opening a file also checks that it is as long as its header says (no truncated download)."""
+    files = sorted(Path(path).glob("*.safetensors"))
+    if not files:
+        raise WeightsError(f"{path}: no .safetensors files (is this a checkpoint directory?)")
+    shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for name in handle.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                    tensor_slice = handle.get_slice(name)
+                    shapes[name] = (str(tensor_slice.get_dtype()), tuple(tensor_slice.get_shape()))
+        except Exception as exc:
+            raise WeightsError(f"{file}: unreadable safetensors file ({exc})") from exc
+    return shapes
+
+
+class VllmBackend(SamplerBackend):
+    """Samples with a vLLM AsyncLLMEngine; weights are swapped in place after a drain."""
+
+    name = "vllm"
+    swap_drains = True
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "bfloat16",
+        seed: int = 0,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int = 0,
+        enforce_eager: bool = False,
+    ):
+        self.model_path, self.dtype, self.seed = model_path, dtype, seed
+        self.tensor_parallel_size = tensor_parallel_size
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.requested_max_model_len = max_model_len
+        self.enforce_eager = enforce_eager
+        self.engine: Any = None
+        self.serving_path = model_path
+        self._shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
+        self._waiting = 0
+
+    def engine_args(self) -> Any:
+        from vllm import AsyncEngineArgs
+
+        return AsyncEngineArgs(
+            model=self.model_path,
+            tokenizer=self.model_path,
+            dtype=self.dtype,
+            seed=self.seed,
+            tensor_parallel_size=self.tensor_parallel_size,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            max_model_len=self.requested_max_model_len or None,
+            enforce_eager=self.enforce_eager,
+            worker_extension_cls=WORKER_EXTENSION,
+            logprobs_mode="raw_logprobs",
+        )
+
+    async def start(self) -> str:
+        from vllm import AsyncLLMEngine
+
+        self._shapes = await asyncio.to_thread(tensor_shapes, self.model_path)
+        self.tokenizer = await asyncio.to_thread(
+            AutoTokenizer.from_pretrained, self.model_path, local_files_only=True
+        )
+        config = await asyncio.to_thread(AutoConfig.from_pretrained, self.model_path, local_files_only=True)
+        self.vocab_size = int(config.vocab_size)
+        self.engine = AsyncLLMEngine.from_engine_args(self.engine_args())
+        self.max_model_len = int(self.engine.model_config.max_model_len)
+        return self.model_path
+
+    # ---- sampling -------------------------------------------------------------------------
+    async def generate(self, job: GenerationJob, weights: Any, on_sample: SampleCallback) -> None:
+        params = vllm_sampling_params(job.settings)
+        request_id = uuid.uuid4().hex
+        await asyncio.gather(
+            *(
+                self._one_prompt(job, index, prompt, params, f"{request_id}-{index}", on_sample)
+                for index, prompt in enumerate(job.prompts)
+            )
+        )
+
+    async def _one_prompt(
+        self,
+        job: GenerationJob,
+        index: int,
+        prompt: Sequence[int],
+        params: Any,
+        request_id: str,
+        on_sample: SampleCallback,
+    ) -> None:
+        emitted: set[int] = set()
+        started = False
+        self._waiting += 1
+        try:
+            async for output in self.engine.generate({"prompt_token_ids": list(prompt)}, params, request_id):
+                if not started:
+                    started = True
+                    self._waiting -= 1
+                    if job.first_token_at is None:
+                        job.first_token_at = time.monotonic()
+                for completion in output.outputs:
+                    if completion.finish_reason is not None and completion.index not in emitted:
+                        emitted.add(completion.index)
+                        on_sample(sample_from_completion(index, completion))
+        finally:
+            if not started:
+                self._waiting -= 1
+        if len(emitted) != job.settings.n:
+            raise RuntimeError(
+                f"vLLM finished prompt {index} with {len(emitted)} of {job.settings.n} samples"
+            )
+
+    def queue_depth(self) -> int:
+        return max(0, self._waiting)
+
+    # ---- weights --------------------------------------------------------------------------
+    async def stage_weights(self, path: str) -> StagedWeights:
+        started = time.perf_counter()
+        if not Path(path).is_dir():
+            raise WeightsError(f"{path}: checkpoint directory does not exist")
+        shapes = await asyncio.to_thread(tensor_shapes, path)
+        missing = sorted(set(self._shapes) - set(shapes))
+        changed = sorted(n for n in self._shapes.keys() & shapes.keys() if shapes[n][1] != self._shapes[n][1])
+        if missing or changed:
+            raise WeightsError(
+                f"{path}: does not fit the serving model (missing tensors: {missing[:3]}, "
+                f"different shapes: {changed[:3]})"
+            )
+        size = sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
+        return StagedWeights(path, size, time.perf_counter() - started)
+
+    async def activate(self, staged: StagedWeights) -> str:
+        try:
+            await self.engine.collective_rpc(LOAD_METHOD, args=(staged.path,))
+        except Exception as exc:
+            # Some ranks may hold new tensors now: put the serving checkpoint back on all of them.
+            await self.engine.collective_rpc(LOAD_METHOD, args=(self.serving_path,))
+            raise WeightsError(f"{staged.path}: the engine could not load it ({exc})") from exc
+        await self.engine.reset_prefix_cache()
+        self.serving_path = staged.path
+        return staged.path
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "dtype": self.dtype,
+            "tensor_parallel_size": str(self.tensor_parallel_size),
+            "gpu_memory_utilization": str(self.gpu_memory_utilization),
+            "enforce_eager": str(self.enforce_eager),
+        }
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
