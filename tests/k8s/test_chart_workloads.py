@@ -258,3 +258,28 @@ def test_helm_test_pods_call_each_enabled_service(label: str) -> None:
         assert target == f"dns:///{prefix}-{name}:{SERVICES[name].port}"
     has_redis = any(o["kind"] == "StatefulSet" for o in objects)
     assert (f"{prefix}-test-redis" in pods) == has_redis
+
+
+def test_derived_config_points_dedup_at_redis_and_sampler_at_its_gpus() -> None:
+    configs = service_configs(render(values_of("ci/all-features-values.yaml")))
+    assert (configs["dedup"]["store"], configs["dedup"]["redis_url"]) == ("redis", "redis://mf-redis:6379/0")
+    no_redis = service_configs(render({"redis": {"enabled": False}}))
+    assert "store" not in no_redis["dedup"] and "redis_url" not in no_redis["dedup"]
+    own = service_configs(
+        render({"services": {"dedup": {"config": {"redis_url": "redis://elsewhere:6380/2"}}}})
+    )
+    assert own["dedup"]["redis_url"] == "redis://elsewhere:6380/2", "the user's own config wins"
+    gpu = service_configs(
+        render(
+            {
+                "services": {
+                    "sampler": {
+                        "gpu": {"enabled": True, "count": 4},
+                        "config": {"backend": "vllm", "model_path": "/m"},
+                    }
+                }
+            }
+        )
+    )
+    assert gpu["sampler"]["tensor_parallel_size"] == 4
+    assert "tensor_parallel_size" not in service_configs(render())["sampler"]

@@ -62,12 +62,31 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-The config file of one service, as YAML: common.config, then the service's own config, then the
-fields the chart owns (bind address and ports). Call with (dict "root" $ "name" "classifier").
+Config fields the chart derives from other values, under the service's own config:
+dedup uses the chart's Redis when it runs; the vLLM sampler spans the GPUs its pod gets.
+*/}}
+{{- define "mathforge.derivedConfig" -}}
+{{- $svc := index .root.Values.services .name -}}
+{{- $derived := dict -}}
+{{- if and (eq .name "dedup") .root.Values.redis.enabled -}}
+{{- $_ := set $derived "store" "redis" -}}
+{{- $_ := set $derived "redis_url" (printf "redis://%s-redis:%v/0" (include "mathforge.prefix" .root) .root.Values.redis.port) -}}
+{{- end -}}
+{{- if and (eq .name "sampler") $svc.gpu.enabled -}}
+{{- $_ := set $derived "tensor_parallel_size" $svc.gpu.count -}}
+{{- end -}}
+{{- toYaml $derived -}}
+{{- end -}}
+
+{{/*
+The config file of one service, as YAML: common.config, the derived fields, the service's own
+config, then the fields the chart owns (bind address and ports).
+Call with (dict "root" $ "name" "classifier").
 */}}
 {{- define "mathforge.serviceConfig" -}}
 {{- $svc := index .root.Values.services .name -}}
-{{- $config := mustMergeOverwrite (dict) (deepCopy .root.Values.common.config) (deepCopy $svc.config) -}}
+{{- $derived := include "mathforge.derivedConfig" . | fromYaml -}}
+{{- $config := mustMergeOverwrite (dict) (deepCopy .root.Values.common.config) $derived (deepCopy $svc.config) -}}
 {{- $_ := set $config "port" $svc.port -}}
 {{- $_ := set $config "metrics_port" (ternary $svc.metricsPort -1 .root.Values.metrics.enabled) -}}
 {{- toYaml $config -}}
