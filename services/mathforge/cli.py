@@ -28,6 +28,7 @@ from mathforge.runtime.supervisor import ServiceGroup, available_services, probe
 COMMAND_MODULES: list[str] = [
     "mathforge.evaluator.cli",
     "mathforge.dedup.cli",
+    "mathforge.classifier.cli",
 ]
 
 
