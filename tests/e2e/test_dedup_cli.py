@@ -32,14 +32,34 @@ def test_decontaminate_writes_one_verdict_per_document_in_order(tmp_path):
     source = _write_jsonl(tmp_path / "docs.jsonl", documents)
     out = tmp_path / "verdicts.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO / "services")}
-    run = subprocess.run([sys.executable, "-m", "mathforge", "data", "decontaminate", "--benchmarks",
-                          str(FIXTURES / "gsm8k_test.jsonl"), str(FIXTURES / "cmath_test.jsonl"),
-                          "--input", str(source), "--output", str(out)],
-                         capture_output=True, text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mathforge",
+            "data",
+            "decontaminate",
+            "--benchmarks",
+            str(FIXTURES / "gsm8k_test.jsonl"),
+            str(FIXTURES / "cmath_test.jsonl"),
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert [(v["id"], v["contaminated"]) for v in lines] == [("clean", False), ("gsm", True), ("zh", True),
-                                                               ("7", False)]
+    assert [(v["id"], v["contaminated"]) for v in lines] == [
+        ("clean", False),
+        ("gsm", True),
+        ("zh", True),
+        ("7", False),
+    ]
     (gsm,) = lines[1]["matches"]
     assert (gsm["benchmark"], gsm["item"]) == ("gsm8k", "gsm8k-0")
     start, end = gsm["span"]
@@ -50,8 +70,20 @@ def test_decontaminate_writes_one_verdict_per_document_in_order(tmp_path):
 def test_decontaminate_cut_mode_and_a_directory_of_benchmarks(tmp_path, capsys):
     source = _write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": f"Before. {GSM8K_QUESTION} After."}])
     out = tmp_path / "cut.jsonl"
-    code = main(["data", "decontaminate", "--benchmarks", str(FIXTURES), "--input", str(source),
-                 "--output", str(out), "--mode", "cut"])
+    code = main(
+        [
+            "data",
+            "decontaminate",
+            "--benchmarks",
+            str(FIXTURES),
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--mode",
+            "cut",
+        ]
+    )
     assert code == 0
     (line,) = [json.loads(x) for x in out.read_text().splitlines()]
     assert line["contaminated"] and line["text"] == "Before. ? After."
@@ -60,7 +92,9 @@ def test_decontaminate_cut_mode_and_a_directory_of_benchmarks(tmp_path, capsys):
 def test_decontaminate_rejects_a_record_without_text_and_writes_nothing(tmp_path, capsys):
     source = _write_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": "fine"}, {"id": "b", "body": "x"}])
     out = tmp_path / "out.jsonl"
-    code = main(["data", "decontaminate", "--benchmarks", str(FIXTURES), "--input", str(source), "--output", str(out)])
+    code = main(
+        ["data", "decontaminate", "--benchmarks", str(FIXTURES), "--input", str(source), "--output", str(out)]
+    )
     assert code == 2 and not out.exists()
     assert "record 1 has no string 'text' field (--text-field)" in capsys.readouterr().err
 
@@ -69,22 +103,40 @@ def test_dedup_over_jsonl_and_parquet_shards_keeps_first_copies_and_survives_a_r
     base = " ".join(f"w{i}" for i in range(200))
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    _write_jsonl(corpus / "part-0.jsonl", [
-        {"id": "p0-a", "text": base},
-        {"id": "p0-b", "text": "unrelated words " * 30},
-        {"id": "p0-c", "text": base.upper()},
-    ])
-    write_records_atomic(corpus / "part-1.parquet", [
-        {"id": "p1-a", "text": base.replace("w100 ", "changed ")},
-        {"id": "p1-b", "text": f"Forum copy: {GSM8K_QUESTION}"},
-        {"id": "p1-c", "text": " ".join(f"fresh{i}" for i in range(50))},
-    ])
-    args = ["data", "dedup", "--input", str(corpus), "--output-dir", str(tmp_path / "out"),
-            "--store-path", str(tmp_path / "index"), "--benchmarks", str(FIXTURES)]
+    _write_jsonl(
+        corpus / "part-0.jsonl",
+        [
+            {"id": "p0-a", "text": base},
+            {"id": "p0-b", "text": "unrelated words " * 30},
+            {"id": "p0-c", "text": base.upper()},
+        ],
+    )
+    write_records_atomic(
+        corpus / "part-1.parquet",
+        [
+            {"id": "p1-a", "text": base.replace("w100 ", "changed ")},
+            {"id": "p1-b", "text": f"Forum copy: {GSM8K_QUESTION}"},
+            {"id": "p1-c", "text": " ".join(f"fresh{i}" for i in range(50))},
+        ],
+    )
+    args = [
+        "data",
+        "dedup",
+        "--input",
+        str(corpus),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--store-path",
+        str(tmp_path / "index"),
+        "--benchmarks",
+        str(FIXTURES),
+    ]
     assert main(args) == 0
     summaries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(s["read"], s["kept"], s["exact"], s["near"], s["contaminated"]) for s in summaries] == [
-        (3, 2, 1, 0, 0), (3, 1, 0, 1, 1)]
+        (3, 2, 1, 0, 0),
+        (3, 1, 0, 1, 1),
+    ]
     kept = {r["id"] for p in sorted((tmp_path / "out").iterdir()) for r in iter_records(p)}
     assert kept == {"p0-a", "p0-b", "p1-c"}
     # A retried worker meets its own earlier inserts and keeps the same documents.

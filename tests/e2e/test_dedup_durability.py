@@ -22,9 +22,24 @@ REPO = Path(__file__).resolve().parents[2]
 def _start(store: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "services"), "MATHFORGE_LOG_FORMAT": "json"}
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it
-    process = subprocess.Popen([sys.executable, "-m", "mathforge", "serve", "dedup", "--port", "0",
-                                "--metrics-port", "-1", "--store-path", str(store)],
-                               stdout=log, stderr=log, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mathforge",
+            "serve",
+            "dedup",
+            "--port",
+            "0",
+            "--metrics-port",
+            "-1",
+            "--store-path",
+            str(store),
+        ],
+        stdout=log,
+        stderr=log,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for line in log_path.read_text().splitlines():

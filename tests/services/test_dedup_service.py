@@ -22,8 +22,14 @@ GSM8K_QUESTION = "Tom has 3 boxes with 14 pencils each. He gives away 10 pencils
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    config = Config(port=0, metrics_port=0, store_path=str(tmp_path_factory.mktemp("store")), max_items=8,
-                    max_doc_bytes=4096, benchmarks=[str(FIXTURES)])
+    config = Config(
+        port=0,
+        metrics_port=0,
+        store_path=str(tmp_path_factory.mktemp("store")),
+        max_items=8,
+        max_doc_bytes=4096,
+        benchmarks=[str(FIXTURES)],
+    )
     with ServerThread(create_service(config)) as running:
         yield running
 
@@ -80,7 +86,10 @@ def test_load_benchmarks_rejects_a_missing_file_and_keeps_the_index(client):
     items_before = client.stats().benchmark_items
     with pytest.raises(grpc.RpcError) as error:
         client.load_benchmarks(["/nonexistent/bench.jsonl"])
-    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "/nonexistent/bench.jsonl" in error.value.details()
+    assert (
+        error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        and "/nonexistent/bench.jsonl" in error.value.details()
+    )
     assert client.stats().benchmark_items == items_before
 
 
@@ -101,20 +110,39 @@ def test_decontaminate_without_an_index_is_failed_precondition_until_loaded(tmp_
 
 def test_stats_info_and_metrics_describe_the_index(server, client):
     stats = client.stats()
-    assert (stats.store, stats.num_perm, stats.bands, stats.rows, stats.shingle_size) == ("embedded", 128, 16, 8, 5)
+    assert (stats.store, stats.num_perm, stats.bands, stats.rows, stats.shingle_size) == (
+        "embedded",
+        128,
+        16,
+        8,
+        5,
+    )
     assert stats.benchmark_items == 21 and stats.store_bytes > 0
     info = client.info()
     assert info.backend == "embedded" and info.limits["max_items"] == 8
     assert "NFKC" in info.details["normalization"]
-    body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    body = (
+        urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    )
     assert "mathforge_dedup_documents_total" in body and "mathforge_dedup_duplicates_total" in body
 
 
 def test_two_redis_replicas_racing_on_near_duplicates_keep_exactly_one(tmp_path):
     with RedisServer(tmp_path / "redis") as redis_server:
-        replicas = [ServerThread(create_service(Config(port=0, metrics_port=-1, store="redis",
-                                                       redis_url=redis_server.url, redis_prefix="race")))
-                    for _ in range(2)]
+        replicas = [
+            ServerThread(
+                create_service(
+                    Config(
+                        port=0,
+                        metrics_port=-1,
+                        store="redis",
+                        redis_url=redis_server.url,
+                        redis_prefix="race",
+                    )
+                )
+            )
+            for _ in range(2)
+        ]
         for replica in replicas:
             replica.start()
         try:
@@ -125,21 +153,30 @@ def test_two_redis_replicas_racing_on_near_duplicates_keep_exactly_one(tmp_path)
                 results: list[list] = [[], []]
                 barrier = threading.Barrier(2)
 
-                def send(side: int, docs: list[tuple[str, str]]) -> None:
+                def send(side: int, docs: list[tuple[str, str]], barrier=barrier, results=results) -> None:
                     barrier.wait()
                     for doc in docs:  # one document per call, to interleave the two replicas
                         results[side].extend(clients[side].check_and_insert([doc]))
 
-                threads = [threading.Thread(target=send, args=(side, [(f"r{round_number}-{side}-{k}", v)
-                                                                      for k, v in enumerate(variants[side::2])]))
-                           for side in (0, 1)]
+                threads = [
+                    threading.Thread(
+                        target=send,
+                        args=(
+                            side,
+                            [(f"r{round_number}-{side}-{k}", v) for k, v in enumerate(variants[side::2])],
+                        ),
+                    )
+                    for side in (0, 1)
+                ]
                 for thread in threads:
                     thread.start()
                 for thread in threads:
                     thread.join()
                 inserted = [v.id for side in results for v in side if v.inserted]
                 assert len(inserted) == 1, (round_number, inserted)
-                assert all(v.near_duplicate_of == inserted[0] for side in results for v in side if not v.inserted)
+                assert all(
+                    v.near_duplicate_of == inserted[0] for side in results for v in side if not v.inserted
+                )
             assert clients[0].stats().documents == 12 == clients[1].stats().documents
         finally:
             for replica in replicas:

@@ -68,7 +68,9 @@ def test_spans_are_offsets_into_the_original_text_even_when_normalisation_change
     index = _index({"q": "find the value of x if x^2 + 1 = 10 and x is positive"})
     text = "ﬁrst ＡＢＣ Straße: FIND THE VALUE OF X IF X ^ 2+1=10 AND X IS POSITIVE."
     (match,) = index.find(text)
-    assert text[match.start : match.end] == match.span == "FIND THE VALUE OF X IF X ^ 2+1=10 AND X IS POSITIVE"
+    assert (
+        text[match.start : match.end] == match.span == "FIND THE VALUE OF X IF X ^ 2+1=10 AND X IS POSITIVE"
+    )
 
 
 def test_chinese_grams_are_characters(tmp_path):
@@ -89,7 +91,9 @@ def real_index(shared_benchmarks):
 
 
 @pytest.mark.parametrize("benchmark", ["gsm8k", "math"])
-def test_planted_questions_and_answers_are_caught_also_respaced_and_recased(shared_benchmarks, real_index, benchmark):
+def test_planted_questions_and_answers_are_caught_also_respaced_and_recased(
+    shared_benchmarks, real_index, benchmark
+):
     rng = random.Random(5)
     items = load_benchmark(shared_benchmarks / f"{benchmark}_test.jsonl")
     for item in rng.sample(items, 25):
@@ -101,7 +105,9 @@ def test_planted_questions_and_answers_are_caught_also_respaced_and_recased(shar
                 text = WEB_BEFORE + variant + WEB_AFTER
                 matches = real_index.find(text)
                 assert any(m.item == item.id and m.benchmark == benchmark for m in matches), (item.id, field)
-                assert all(len(WEB_BEFORE) <= m.start < m.end <= len(WEB_BEFORE) + len(variant) for m in matches)
+                assert all(
+                    len(WEB_BEFORE) <= m.start < m.end <= len(WEB_BEFORE) + len(variant) for m in matches
+                )
 
 
 def test_math_text_sharing_only_common_formulas_is_clean(real_index):

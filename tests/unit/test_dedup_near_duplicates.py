@@ -34,7 +34,7 @@ def _planted(seed: int = 7, bases: int = 150) -> tuple[list[str], list[tuple[int
         words = base.split()
         for rate in EDIT_RATES:
             edited = list(words)
-            for position in rng.sample(range(len(words)), int(round(rate * len(words)))):
+            for position in rng.sample(range(len(words)), round(rate * len(words))):
                 edited[position] = rng.choice(vocab)
             variants.append((base_number, " ".join(edited), _jaccard(base, " ".join(edited))))
     return documents, variants
@@ -47,9 +47,13 @@ def planted_results(tmp_path_factory):
     fingerprinter = Fingerprinter(NORM, hasher)
     store = EmbeddedStore(tmp_path_factory.mktemp("index"), hasher, NearDuplicatePolicy(), fsync=False)
     try:
-        inserted = store.check_and_insert(fingerprinter.fingerprints([(f"base-{i}", t) for i, t in enumerate(bases)]))
+        inserted = store.check_and_insert(
+            fingerprinter.fingerprints([(f"base-{i}", t) for i, t in enumerate(bases)])
+        )
         assert all(v.inserted for v in inserted)
-        verdicts = store.check(fingerprinter.fingerprints([(f"v-{i}", t) for i, (_, t, _) in enumerate(variants)]))
+        verdicts = store.check(
+            fingerprinter.fingerprints([(f"v-{i}", t) for i, (_, t, _) in enumerate(variants)])
+        )
     finally:
         store.close()
     return variants, verdicts
@@ -92,7 +96,9 @@ def test_document_without_tokens_is_only_an_exact_duplicate(tmp_path):
     hasher = MinHasher()
     fingerprinter = Fingerprinter(NORM, hasher)
     store = EmbeddedStore(tmp_path, hasher, NearDuplicatePolicy(), fsync=False)
-    first, second, third = store.check_and_insert(fingerprinter.fingerprints([("a", ""), ("b", "  \n"), ("c", "...")]))
+    first, second, third = store.check_and_insert(
+        fingerprinter.fingerprints([("a", ""), ("b", "  \n"), ("c", "...")])
+    )
     store.close()
     assert first.inserted and second.exact_duplicate_of == "a"
     assert third.inserted and not third.near_duplicate_of

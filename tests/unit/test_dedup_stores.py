@@ -69,7 +69,9 @@ def test_embedded_store_reopens_with_every_insert(tmp_path):
     store = EmbeddedStore(tmp_path, HASHER, NearDuplicatePolicy())
     texts = [" ".join(f"t{i}x{j}" for j in range(30)) for i in range(40)]
     for start in range(0, 40, 10):  # several batches, several frames
-        store.check_and_insert(PRINTS.fingerprints([(f"doc-{i}", texts[i]) for i in range(start, start + 10)]))
+        store.check_and_insert(
+            PRINTS.fingerprints([(f"doc-{i}", texts[i]) for i in range(start, start + 10)])
+        )
     store.close()
     reopened = EmbeddedStore(tmp_path, HASHER, NearDuplicatePolicy())
     verdicts = reopened.check(PRINTS.fingerprints([(f"x{i}", text) for i, text in enumerate(texts)]))
