@@ -43,7 +43,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete, corrupt or does not fit the model or tokenizer."""
 
 
-def _fsync_tree(directory: Path) -> None:
+def fsync_tree(directory: Path) -> None:
     for path in sorted(directory.rglob("*")):
         if path.is_file():
             with open(path, "rb") as handle:
@@ -71,7 +71,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        _fsync_tree(staging)
+        fsync_tree(staging)
         publish_directory(staging, target)
     finally:
         if staging.exists():

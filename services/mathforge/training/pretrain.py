@@ -1,0 +1,85 @@
+"""Continued pretraining on a weighted mixture of sources (PAPER.md section 2).
+
+    torchrun --nproc_per_node=2 -m mathforge.training.pretrain --config configs/tiny/pretrain.yaml
+    torchrun ... -m mathforge.training.pretrain --config configs/paper-7b/pretrain.yaml batch.steps=100
+
+Sources are shard files (JSONL, gzip/zstd JSONL, Parquet) of records with a text field, each with
+a mixture weight; see configs/paper-7b/pretrain.yaml for the paper's 56/4/10/20/10 mixture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+from mathforge.training.config import ConfigError, TrainConfig, load_config, option
+from mathforge.training.distributed import DistEnv
+from mathforge.training.mixture import MixtureStream, Source, read_documents
+from mathforge.training.trainer import run_stage
+
+
+@dataclasses.dataclass
+class SourceConfig:
+    """One data source of the mixture."""
+
+    path: str = option("", "shard file, directory or glob")
+    weight: float = option(1.0, "share of documents drawn from this source (normalised over sources)")
+    text_field: str = option("text", "record field holding the document text")
+    limit: int = option(0, "read at most this many documents (0 = all)")
+
+
+@dataclasses.dataclass
+class PretrainDataConfig:
+    """The mixture."""
+
+    sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
+    tokenizer_sample: int = option(2000, "documents per source used to train a tokenizer when none is given")
+
+
+@dataclasses.dataclass
+class PretrainConfig(TrainConfig):
+    """Continued pretraining: multi-step LR, AdamW 0.9/0.95, wd 0.1, 10M-token batches (PAPER.md 2)."""
+
+    stage: str = option("pretrain", "stage name")
+    out_dir: str = option("runs/pretrain", "checkpoints and the final model")
+    data: PretrainDataConfig = dataclasses.field(default_factory=PretrainDataConfig)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.data.sources:
+            raise ConfigError("data.sources is empty: give at least one source with a path and a weight")
+        for name, source in self.data.sources.items():
+            if not source.path:
+                raise ConfigError(f"data.sources.{name}.path is empty")
+            if source.weight < 0:
+                raise ConfigError(f"data.sources.{name}.weight {source.weight} is negative")
+
+
+def make_stream(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: DistEnv) -> MixtureStream:
+    assert isinstance(config, PretrainConfig)
+    sources = [
+        Source(name, read_documents(s.path, s.text_field, s.limit), s.weight)
+        for name, s in config.data.sources.items()
+    ]
+    return MixtureStream(sources, tokenizer, config.batch.seq_len, config.seed, env.rank, env.world_size)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = load_config(PretrainConfig, argv)
+
+    def tokenizer_texts() -> list[str]:
+        return [
+            text
+            for s in config.data.sources.values()
+            for text in read_documents(s.path, s.text_field, config.data.tokenizer_sample)
+        ]
+
+    run_stage(config, make_stream, tokenizer_texts)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

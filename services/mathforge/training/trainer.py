@@ -1,0 +1,202 @@
+"""The training loop every stage shares: model and tokenizer set-up, accumulation, checkpoints,
+exact resume, metrics.
+
+    run_stage(config, make_stream=..., tokenizer_texts=...)   # called by pretrain.py and sft.py
+
+One optimizer step reads `accumulation` micro-batches per process. The loss is the sum of token
+losses over the whole global batch divided by its number of target tokens, so accumulation and
+the number of processes do not change what a step computes. The batch streams, RNGs, optimizer
+and scheduler all resume from a checkpoint, so a killed and restarted run continues with the same
+losses it would have had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from mathforge.models.checkpoint import load_model, save_model
+from mathforge.models.presets import build_model
+from mathforge.models.tokenizer import build_tokenizer
+from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
+from mathforge.training.config import TrainConfig, dump_config
+from mathforge.training.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    barrier,
+    finish_distributed,
+    init_distributed,
+)
+from mathforge.training.engines import build_engine
+from mathforge.training.metrics import TrainMetrics
+from mathforge.training.packing import IGNORE
+
+log = logging.getLogger(__name__)
+
+
+class BatchStream(Protocol):
+    """An endless, resumable source of packed micro-batches for one process."""
+
+    def next_batch(self, rows: int) -> dict[str, torch.Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of next-token cross-entropy over the batch's target tokens (labels != -100).
+
+    No attention mask is passed: the position-id resets in the batch keep attention within each
+    packed document (see packing.py).
+    """
+    output = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False)
+    logits = output.logits.float()
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), batch["labels"].reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+
+
+def prepare_tokenizer(
+    config: TrainConfig, env: DistEnv, tokenizer_texts: Callable[[], list[str]]
+) -> PreTrainedTokenizerBase:
+    """The configured tokenizer, init_from's, the run's own from an earlier start, or a new one
+    trained by rank 0 on the data and shared through out_dir."""
+    source = config.model.tokenizer or config.model.init_from
+    if source:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+    own = Path(config.out_dir) / "tokenizer"
+    if env.is_main and not (own / "tokenizer.json").exists():
+        build_tokenizer(tokenizer_texts(), vocab_size=config.model.vocab_size, out_dir=own)
+    barrier()
+    return AutoTokenizer.from_pretrained(str(own), local_files_only=True)
+
+
+def prepare_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The starting weights: init_from's checkpoint, or the preset with seeded random weights."""
+    if config.model.init_from:
+        model, _ = load_model(config.model.init_from, dtype="float32")
+    else:
+        model = build_model(
+            config.model.preset,
+            vocab_size=len(tokenizer),
+            seed=config.seed,
+            dtype="float32",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    model.config.use_cache = False
+    model.set_attn_implementation(config.model.attn_implementation)
+    if config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def train(
+    config: TrainConfig,
+    env: DistEnv,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    stream: BatchStream,
+) -> list[float]:
+    """Runs (or resumes) the configured number of steps; returns the losses of the steps it ran."""
+    engine = build_engine(config, model, env)
+    metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
+    start, tokens = 0, 0
+    resumed = resume_checkpoint(config.out_dir, engine, env) if config.checkpoint.resume else None
+    if resumed is not None:
+        start, tokens = resumed.step, resumed.tokens
+        stream.load_state_dict(resumed.data_state)
+        metrics.event("resume", step=start, out_dir=config.out_dir)
+    else:
+        metrics.event(
+            "start",
+            world_size=env.world_size,
+            accumulation=engine.accumulation,
+            device=str(env.device),
+            engine=config.engine.kind,
+            config=config.as_dict(),
+        )
+    use_autocast = (
+        env.device.type == "cuda" and config.engine.kind == "ddp" and config.model.dtype != "float32"
+    )
+    losses = []
+    for step in range(start, config.batch.steps):
+        began = time.perf_counter()
+        micro_batches = [
+            {k: v.to(env.device) for k, v in stream.next_batch(config.batch.micro_batch_size).items()}
+            for _ in range(engine.accumulation)
+        ]
+        targets = sum(int((b["labels"] != IGNORE).sum()) for b in micro_batches)
+        global_targets = max(all_reduce_sum(targets, env.device), 1.0)
+        lr = engine.lr()
+        loss_sum = 0.0
+        for batch in micro_batches:
+            with engine.micro_step() as forward_model:
+                autocast = (
+                    torch.autocast("cuda", dtype=torch.bfloat16) if use_autocast else contextlib.nullcontext()
+                )
+                with autocast:
+                    loss = token_loss_sum(forward_model, batch)
+                engine.backward(loss * (engine.loss_multiplier / global_targets))
+            loss_sum += float(loss.detach())
+        grad_norm = engine.step()
+        step_loss = all_reduce_sum(loss_sum, env.device) / global_targets
+        step_tokens = int(
+            all_reduce_sum(
+                sum(int((b["input_ids"] != tokenizer.pad_token_id).sum()) for b in micro_batches), env.device
+            )
+        )
+        tokens += step_tokens
+        elapsed = time.perf_counter() - began
+        losses.append(step_loss)
+        metrics.log(
+            step + 1,
+            {
+                "loss": step_loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "tokens_per_s": step_tokens / elapsed,
+                "tokens": float(tokens),
+            },
+        )
+        if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
+            path = save_checkpoint(
+                config.out_dir, step + 1, engine, tokenizer, config, env, stream.state_dict(), tokens
+            )
+            metrics.event("checkpoint", step=step + 1, path=str(path))
+    final_state = engine.full_state_dict()
+    if env.is_main:
+        final = save_model(engine.module, tokenizer, Path(config.out_dir) / "final", final_state)
+        metrics.event("done", step=config.batch.steps, tokens=tokens, final=str(final))
+    metrics.close()
+    return losses
+
+
+def run_stage(
+    config: TrainConfig,
+    make_stream: Callable[[TrainConfig, PreTrainedTokenizerBase, DistEnv], BatchStream],
+    tokenizer_texts: Callable[[], list[str]],
+) -> list[float]:
+    """Sets up the process group, tokenizer, model and data, trains, and leaves cleanly."""
+    env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
+    hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
+    try:
+        if env.is_main:
+            log.info("effective config:\n%s", dump_config(config))
+        tokenizer = prepare_tokenizer(config, env, tokenizer_texts)
+        model = prepare_model(config, tokenizer)
+        stream = make_stream(config, tokenizer, env)
+        return train(config, env, model, tokenizer, stream)
+    finally:
+        finish_distributed()
