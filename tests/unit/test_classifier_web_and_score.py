@@ -106,7 +106,7 @@ def test_model_load_names_the_problem_file(tmp_path: Path, model_path: Path) -> 
     with pytest.raises(ValueError, match="does not exist"):
         MathModel.load(tmp_path / "missing.bin")
     (tmp_path / "junk.bin").write_bytes(b"\x00" * 64)
-    with pytest.raises(ValueError, match="junk.bin is not a fastText model"):
+    with pytest.raises(ValueError, match=r"junk\.bin is not a fastText model"):
         MathModel.load(tmp_path / "junk.bin")
     model = MathModel.load(model_path)
     assert model.score([]).shape == (0,)
