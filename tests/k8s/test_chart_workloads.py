@@ -4,9 +4,15 @@ GPU scheduling, TLS, volumes, Redis persistence and the `helm test` pods are wir
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 from mathforge.runtime.config import ConfigError, ServiceConfig
 from mathforge.runtime.registry import SERVICES
@@ -283,3 +289,49 @@ def test_derived_config_points_dedup_at_redis_and_sampler_at_its_gpus() -> None:
     )
     assert gpu["sampler"]["tensor_parallel_size"] == 4
     assert "tensor_parallel_size" not in service_configs(render())["sampler"]
+
+
+def test_redis_config_and_test_pod_script_run_against_a_real_redis(tmp_path: Path) -> None:
+    """The rendered redis.conf starts redis-server as written (bar port, dir and bind), and the
+    `helm test` pod's shell script passes against it."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        pytest.skip("redis-server is not installed (scripts/install-system-deps.sh)")
+    objects = render({"redis": {"appendfsync": "everysec"}})
+    conf = by_kind(objects, "ConfigMap")[f"{RELEASE}-redis-config"]["data"]["redis.conf"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    local = conf.replace("port 6379", f"port {port}").replace("dir /data", f"dir {tmp_path}")
+    local = local.replace("bind 0.0.0.0", "bind 127.0.0.1")
+    (tmp_path / "redis.conf").write_text(local)
+    server = subprocess.Popen(
+        [binary, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        client = redis.Redis(port=port, decode_responses=True)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+                time.sleep(0.05)
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        test_pod = by_kind(objects, "Pod")[f"{RELEASE}-test-redis"]["spec"]["containers"][0]
+        script = test_pod["command"][2].replace(f"{RELEASE}-redis", "127.0.0.1").replace("6379", str(port))
+        run = subprocess.run(
+            ["sh", "-ec", script],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": str(Path(cli).parent)},
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "redis ok: PONG, appendonly yes"
+        client.set("probe", "1")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert (tmp_path / "appendonlydir").is_dir(), "the append-only file lives in dir"

@@ -132,3 +132,22 @@ grpc:
   service: {{ .service | quote }}
 {{- end -}}
 {{- end -}}
+
+{{/* Redis's configuration file (hashed into the pod annotations so a change restarts the pod). */}}
+{{- define "mathforge.redisConf" -}}
+bind 0.0.0.0
+port {{ .Values.redis.port }}
+# Access is limited by the NetworkPolicy (dedup pods only) rather than by a password.
+protected-mode no
+dir /data
+appendonly yes
+appendfilename "appendonly.aof"
+appendfsync {{ .Values.redis.appendfsync }}
+aof-use-rdb-preamble yes
+save 900 1
+save 300 100
+maxmemory {{ .Values.redis.maxmemory }}
+maxmemory-policy noeviction
+# On SIGTERM Redis flushes the append-only file before it exits.
+shutdown-on-sigterm default
+{{- end -}}
