@@ -1,0 +1,372 @@
+"""The Reward service: rule, outcome-RM, process-RM and mixed rewards over gRPC, with dynamic
+batching across concurrent requests and atomic reward-model swaps.
+
+    mathforge serve reward                                    # rule reward only
+    mathforge serve reward --orm-path runs/rm/final --prm-path runs/prm/final
+    mathforge serve reward --random-model-preset tiny         # random-weight RMs (benchmarks, smoke tests)
+
+Score checks a whole request first (count, sizes, references, weights, token lengths), then runs its
+components concurrently: the rule reward on grading threads, the RMs through one dynamic batcher
+whose forward passes run on their own thread, never on the event loop. With no ORM (PRM) loaded,
+REWARD_ORM (REWARD_PRM), and a mix that weights it, are FAILED_PRECONDITION; the rule reward always
+works. LoadModel loads a new version off the event loop and swaps one reference: calls admitted
+before it finish on the old model, later ones use the new, and a load that fails keeps the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import mathforge
+import torch
+from mathforge.evaluator import symbolic
+from mathforge.evaluator.grading import GradingPolicy
+from mathforge.models.checkpoint import CheckpointError
+from mathforge.reward.batcher import DynamicBatcher
+from mathforge.reward.encoding import EncodedItem, encode, score_encoded
+from mathforge.reward.model import KINDS, RewardModel, init_reward_model, load_reward_model
+from mathforge.reward.rule import rule_rewards
+from mathforge.reward.scoring import Limits, Plan, combine, plan_request
+from mathforge.reward.steps import DEFAULT_SEPARATOR
+from mathforge.runtime.config import ConfigError, ServiceConfig, option
+from mathforge.runtime.errors import RequestError, require
+from mathforge.runtime.registry import SERVICES
+from mathforge.runtime.server import Service
+from mathforge.v1 import common_pb2, reward_pb2, reward_pb2_grpc
+from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
+_SPEC = SERVICES["reward"]
+REWARD_BUCKETS = (-1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+@dataclass
+class Config(ServiceConfig):
+    """Reward service: rule, outcome-RM, process-RM and mixed rewards with dynamic batching."""
+
+    port: int = option(_SPEC.port, "gRPC port")
+    metrics_port: int = option(_SPEC.metrics_port, "Prometheus /metrics port (-1 = off)")
+    orm_path: str = option("", "outcome reward model directory (mathforge.reward.train output); empty = none")
+    prm_path: str = option("", "process reward model directory; empty = none")
+    random_model_preset: str = option(
+        "",
+        "with no path, serve random-weight ORM and PRM of this preset (e.g. tiny); Info says random_weights",
+    )
+    step_separator: str = option(
+        DEFAULT_SEPARATOR, "step separator of a random-weight PRM (trained ones carry theirs)"
+    )
+    device: str = option("auto", "auto (cuda when present), cuda or cpu")
+    dtype: str = option("auto", "auto (bfloat16 on cuda, float32 on cpu), float32 or bfloat16")
+    max_items: int = option(1024, "items per Score request")
+    max_text_bytes: int = option(64 * 1024, "bytes of each question, response and reference")
+    max_tokens: int = option(
+        4096, "tokens per item for the RMs (prompt + response), capped by the model's context"
+    )
+    max_batch: int = option(64, "items per forward pass (dynamic batching)")
+    max_wait_ms: float = option(5.0, "how long a forward pass waits for requests already on their way, ms")
+    dynamic_batching: bool = option(
+        True, "merge concurrent requests into one forward pass (off = one at a time)"
+    )
+    grade_threads: int = option(2, "threads computing rule rewards (the event loop never grades)")
+    symbolic_workers: int = option(2, "math-verify worker processes for the grader's symbolic checks")
+    grading_policy: dict[str, str] = option(
+        {}, 'evaluator GradingPolicy fields as JSON, e.g. {"timeout_s": 1}'
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        for name in (
+            "max_items",
+            "max_text_bytes",
+            "max_tokens",
+            "max_batch",
+            "grade_threads",
+            "symbolic_workers",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} {getattr(self, name)} must be >= 1")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"max_wait_ms {self.max_wait_ms} must be >= 0")
+        for name in ("orm_path", "prm_path"):
+            path = getattr(self, name)
+            if path and not Path(path).is_dir():
+                raise ConfigError(f"{name} {path} is not a directory (--{name.replace('_', '-')})")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device {self.device!r} is not auto, cpu or cuda")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"dtype {self.dtype!r} is not auto, float32 or bfloat16")
+        if not self.step_separator:
+            raise ConfigError("step_separator must not be empty")
+        self.policy()
+
+    def policy(self) -> GradingPolicy:
+        try:
+            return GradingPolicy.from_mapping(_typed_policy(self.grading_policy))
+        except ValueError as exc:
+            raise ConfigError(f"grading_policy: {exc}") from None
+
+
+def _typed_policy(values: dict[str, str]) -> dict[str, Any]:
+    """Config maps arrive as strings; GradingPolicy wants its fields' types."""
+    typed: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in ("rel_tol", "timeout_s"):
+            typed[key] = float(value)
+        elif key == "last_number_fallback":
+            typed[key] = str(value).lower() in ("1", "true", "yes", "on")
+        else:
+            typed[key] = value
+    return typed
+
+
+@dataclass(frozen=True)
+class Served:
+    """A reward model in service and its version."""
+
+    model: RewardModel
+    version: int
+
+
+class RewardService(Service, reward_pb2_grpc.RewardServicer):
+    name = _SPEC.proto_name
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        self.config: Config = config
+        self.policy = config.policy()
+        self.limits = Limits(config.max_items, config.max_text_bytes)
+        self.models: dict[str, Served] = {}
+        self.device = torch.device(
+            "cuda"
+            if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+            else "cpu"
+        )
+        self.dtype = (
+            config.dtype
+            if config.dtype != "auto"
+            else ("bfloat16" if self.device.type == "cuda" else "float32")
+        )
+        self._load_lock = asyncio.Lock()
+        self._grader = ThreadPoolExecutor(max_workers=config.grade_threads, thread_name_prefix="grade")
+        self.batcher = DynamicBatcher(
+            score_encoded,
+            config.max_batch,
+            config.max_wait_ms / 1000,
+            merge=config.dynamic_batching,
+            on_batch=self._observe_batch,
+        )
+        r = self.registry
+        self.items = Counter("mathforge_reward_items", "Items scored, by request kind", ["kind"], registry=r)
+        self.batch_items = Histogram(
+            "mathforge_reward_batch_items",
+            "Items per RM forward pass",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.forward_seconds = Histogram(
+            "mathforge_reward_forward_seconds", "RM forward pass time", ["model"], registry=r
+        )
+        self.queue_seconds = Histogram(
+            "mathforge_reward_queue_wait_seconds", "Time items wait for a forward pass", ["model"], registry=r
+        )
+        self.score_seconds = Histogram(
+            "mathforge_reward_score_seconds", "Score latency by request kind", ["kind"], registry=r
+        )
+        self.rewards = Histogram(
+            "mathforge_reward_value",
+            "Scalar rewards returned, by request kind",
+            ["kind"],
+            buckets=REWARD_BUCKETS,
+            registry=r,
+        )
+        self.versions = Gauge(
+            "mathforge_reward_model_version", "Version of the served RM", ["model"], registry=r
+        )
+        self.loads = Counter(
+            "mathforge_reward_loads", "LoadModel calls by model and result", ["model", "result"], registry=r
+        )
+
+    def _observe_batch(self, model: RewardModel, size: int, wait_s: float, forward_s: float) -> None:
+        self.batch_items.labels(model.kind).observe(size)
+        self.forward_seconds.labels(model.kind).observe(forward_s)
+        self.queue_seconds.labels(model.kind).observe(wait_s)
+
+    # ---- lifetime -------------------------------------------------------------------------
+    def register(self, server: grpc.aio.Server) -> None:
+        reward_pb2_grpc.add_RewardServicer_to_server(self, server)
+
+    async def start(self) -> None:
+        os.environ.setdefault("MATHFORGE_SYMBOLIC_WORKERS", str(self.config.symbolic_workers))
+        await asyncio.to_thread(symbolic.default_pool().warm)
+        for kind in KINDS:
+            path = getattr(self.config, f"{kind}_path")
+            if path:
+                model = await asyncio.to_thread(self._load, kind, path)
+            elif self.config.random_model_preset:
+                model = await asyncio.to_thread(self._random, kind)
+            else:
+                continue
+            self._serve(kind, model, 0)
+        self.batcher.start()
+        log.info("reward models", extra={"fields": {k: s.model.path for k, s in self.models.items()}})
+
+    async def stop(self) -> None:
+        await self.batcher.close()
+        self._grader.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self, kind: str, path: str) -> RewardModel:
+        return load_reward_model(path, expect_kind=kind, dtype=self.dtype, device=str(self.device))
+
+    def _random(self, kind: str) -> RewardModel:
+        model = init_reward_model(
+            kind,
+            self.config.random_model_preset,
+            self.config.step_separator,
+            seed=KINDS.index(kind),
+            dtype=self.dtype,
+        )
+        model.network.to(self.device).eval()
+        return model
+
+    def _serve(self, kind: str, model: RewardModel, version: int) -> None:
+        self.models[kind] = Served(model, version)  # one assignment: a request reads it once
+        self.versions.labels(kind).set(version)
+
+    # ---- Score ----------------------------------------------------------------------------
+    def _encode_all(self, model: RewardModel, plan: Plan) -> list[EncodedItem]:
+        limit = min(self.config.max_tokens, model.max_positions)
+        encoded = []
+        for i, (question, response) in enumerate(zip(plan.questions, plan.responses, strict=True)):
+            item = encode(model, question, response)
+            if len(item) > limit:
+                flag = "--max-tokens" if limit == self.config.max_tokens else "the model's context length"
+                raise RequestError.exhausted(
+                    f"item {i} is {len(item)} tokens for the {model.kind} (prompt + response), "
+                    f"over the {limit} limit ({flag})"
+                )
+            encoded.append(item)
+        return encoded
+
+    async def Score(self, request: reward_pb2.RewardRequest, context: Any) -> reward_pb2.RewardResponse:
+        began = time.perf_counter()
+        plan = plan_request(request, self.limits)
+        served = {}
+        for kind in KINDS:
+            if kind in plan.weights:
+                if kind not in self.models:
+                    raise RequestError.precondition(
+                        f"no {kind} reward model is loaded; start the service with --{kind}-path or call "
+                        f"LoadModel(kind={kind!r}); the rule reward needs no model"
+                    )
+                served[kind] = self.models[kind]
+        pending: dict[str, Any] = {}
+        steps = None
+        with self.batcher.expecting():
+            encoded = {
+                kind: await asyncio.to_thread(self._encode_all, s.model, plan) for kind, s in served.items()
+            }
+            for kind, items in encoded.items():
+                pending[kind] = self.batcher.submit(served[kind].model, items)
+        if "prm" in encoded:
+            steps = [item.steps for item in encoded["prm"]]
+        if "rule" in plan.weights:
+            pairs = list(zip(plan.responses, plan.references, strict=True))
+            pending["rule"] = asyncio.get_running_loop().run_in_executor(
+                self._grader, rule_rewards, pairs, self.policy, plan.format_penalty
+            )
+        names = list(pending)
+        outputs = dict(zip(names, await asyncio.gather(*(pending[n] for n in names)), strict=True))
+        results = combine(plan, outputs.get("rule"), outputs.get("orm"), outputs.get("prm"), steps)
+        self.items.labels(plan.kind).inc(len(results))
+        for result in results:
+            self.rewards.labels(plan.kind).observe(result.reward)
+        self.score_seconds.labels(plan.kind).observe(time.perf_counter() - began)
+        return reward_pb2.RewardResponse(
+            results=results, model_versions={k: s.version for k, s in served.items()}
+        )
+
+    # ---- LoadModel and Info ---------------------------------------------------------------
+    async def LoadModel(
+        self, request: reward_pb2.LoadRewardModelRequest, context: Any
+    ) -> reward_pb2.LoadRewardModelResponse:
+        kind = request.kind
+        require(kind in KINDS, f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        require(bool(request.path), "path is empty; give the reward model directory to load")
+        async with self._load_lock:
+            current = self.models.get(kind)
+            current_version = current.version if current else 0
+            require(
+                request.version > current_version or (current is None and request.version >= 0),
+                f"version {request.version} is not greater than the serving {kind} version {current_version}",
+            )
+            started = time.perf_counter()
+            try:
+                model = await asyncio.to_thread(self._load, kind, request.path)
+            except (CheckpointError, OSError, ValueError) as exc:
+                self.loads.labels(kind, "failed").inc()
+                still = f"still serving version {current_version}" if current else "no model is serving"
+                raise RequestError.precondition(
+                    f"loading {kind} from {request.path} failed, {still}: {exc}"
+                ) from None
+            self._serve(kind, model, request.version)
+            seconds = time.perf_counter() - started
+        self.loads.labels(kind, "ok").inc()
+        log.info(
+            "reward model loaded",
+            extra={
+                "fields": {
+                    "kind": kind,
+                    "version": request.version,
+                    "path": request.path,
+                    "load_seconds": round(seconds, 3),
+                }
+            },
+        )
+        return reward_pb2.LoadRewardModelResponse(kind=kind, version=request.version, load_seconds=seconds)
+
+    async def Info(self, request: common_pb2.InfoRequest, context: Any) -> common_pb2.ServiceInfo:
+        c = self.config
+        models = dict(self.models)
+        details = {
+            "device": str(self.device),
+            "dtype": self.dtype,
+            "dynamic_batching": str(c.dynamic_batching),
+            "max_batch": str(c.max_batch),
+            "max_wait_ms": str(c.max_wait_ms),
+            "grading_policy": repr(self.policy),
+        }
+        for kind, served in models.items():
+            details[f"{kind}_path"] = served.model.path
+            details[f"{kind}_version"] = str(served.version)
+            if kind == "prm":
+                details["step_separator"] = served.model.step_separator
+        return common_pb2.ServiceInfo(
+            service=self.name,
+            software_version=mathforge.__version__,
+            model=",".join(f"{k}={s.model.path}" for k, s in models.items()),
+            model_version=max((s.version for s in models.values()), default=0),
+            backend="transformers" if models else "rule",
+            random_weights=any(s.model.random_weights for s in models.values()),
+            limits={
+                "max_items": c.max_items,
+                "max_text_bytes": c.max_text_bytes,
+                "max_tokens": c.max_tokens,
+                "max_batch": c.max_batch,
+                "max_message_bytes": c.max_message_bytes,
+            },
+            details=details,
+        )
+
+
+def create_service(config: Config) -> RewardService:
+    return RewardService(config)

@@ -1,0 +1,33 @@
+"""Trains an outcome or process reward model (PAPER.md §4).
+
+    torchrun --nproc_per_node=2 -m mathforge.reward.train --config configs/tiny/reward-orm.yaml
+    python -m mathforge.reward.train --config configs/tiny/reward-prm.yaml optim.lr=1e-3 batch.steps=50
+
+The result is a reward model directory at <out_dir>/final that `mathforge serve reward --orm-path`
+(or LoadModel) serves. To continue an earlier reward model on fresh policy samples, set
+model.init_from to it and data.replay to the data it was trained on: data.replay_share of the new
+training set (default 10%) is drawn from that history.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from mathforge.reward.train_config import RewardTrainConfig
+from mathforge.reward.trainer import run_training
+from mathforge.runtime.logs import configure_logging
+from mathforge.training.config import load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging("INFO", "text")
+    logging.getLogger("mathforge").setLevel(logging.INFO)
+    config = load_config(RewardTrainConfig, argv)
+    run_training(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

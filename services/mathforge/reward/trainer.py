@@ -1,0 +1,257 @@
+"""The reward-model training loop: binary cross-entropy at the ORM's EOS or at each PRM step end,
+on the training stages' engines, checkpoints and metrics.
+
+    result = run_training(config)     # what `python -m mathforge.reward.train` calls
+
+The loss of a step is the mean BCE over every label of the global batch (one per ORM example, one
+per PRM step), however the batch is split over processes and micro-batches. Labels may be soft (a
+Math-Shepherd soft estimate is a fraction). Checkpoints hold the model, optimizer, scheduler, RNG
+states and the data position, so a restarted run continues with the same losses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from mathforge.models.checkpoint import atomic_directory, write_model_files
+from mathforge.models.tokenizer import default_corpus
+from mathforge.reward.data import ExampleOrder, RewardExample, mix_replay, read_examples
+from mathforge.reward.encoding import EncodedItem, collate, encode, read_logits, score_encoded
+from mathforge.reward.model import RewardModel, init_reward_model
+from mathforge.reward.synthetic import synthetic_examples
+from mathforge.reward.train_config import RewardTrainConfig
+from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
+from mathforge.training.config import dump_config
+from mathforge.training.distributed import DistEnv, all_reduce_sum, finish_distributed, init_distributed
+from mathforge.training.engines import build_engine
+from mathforge.training.metrics import TrainMetrics
+from mathforge.training.trainer import prepare_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Encoded:
+    """Examples ready to train on: token items and their labels (one per read position)."""
+
+    items: list[EncodedItem]
+    labels: list[list[float]]
+    skipped_long: int = 0
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+    final: str = ""
+
+
+def roc_auc(scores: list[float], labels: list[float]) -> float:
+    """Area under the ROC curve of `scores` against labels >= 0.5 (ties count half); nan when one
+    class is missing."""
+    ranked = sorted(zip(scores, labels, strict=True))
+    positives = sum(1 for _, y in ranked if y >= 0.5)
+    negatives = len(ranked) - positives
+    if not positives or not negatives:
+        return float("nan")
+    # Mann-Whitney U with average ranks for ties.
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        average_rank = (i + j + 1) / 2
+        rank_sum += average_rank * sum(1 for _, y in ranked[i:j] if y >= 0.5)
+        i = j
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def encode_examples(rm: RewardModel, examples: list[RewardExample], max_tokens: int) -> Encoded:
+    """Tokenises examples; too long ones are skipped (counted), a PRM label count that does not
+    match the response's steps is a ValueError naming the example."""
+    out = Encoded([], [])
+    for index, example in enumerate(examples):
+        item = encode(rm, example.question, example.response)
+        if len(item) > max_tokens:
+            out.skipped_long += 1
+            continue
+        if len(item.read_at) != len(example.labels):
+            where = example.source or f"example {index}"
+            raise ValueError(
+                f"{where}: {len(example.labels)} step labels but the response has {len(item.read_at)} steps "
+                f"split by {rm.step_separator!r} (reward.step_separator)"
+            )
+        out.items.append(item)
+        out.labels.append(example.labels)
+    return out
+
+
+def load_data(config: RewardTrainConfig, split: str) -> list[RewardExample]:
+    """Training (with replay mixed in) or held-out examples, from files or the synthetic generator."""
+    kind, data = config.reward.kind, config.data
+    files = data.train if split == "train" else data.eval
+    synthetic = data.synthetic_train if split == "train" else data.synthetic_eval
+    if files:
+        examples = [e for path in files for e in read_examples(path, kind)]
+    else:
+        examples = synthetic_examples(
+            kind,
+            synthetic,
+            seed=config.seed,
+            split="train" if split == "train" else "test",
+            difficulty=data.synthetic_difficulty,
+        )
+    if split == "train" and data.replay:
+        history = [e for path in data.replay for e in read_examples(path, kind)]
+        mix = mix_replay(examples, history, data.replay_share, seed=config.seed)
+        log.info(
+            "replay: %d fresh + %d historical examples (%.1f%%)",
+            mix.fresh,
+            mix.replayed,
+            100 * mix.replay_share,
+        )
+        examples = mix.examples
+    return examples
+
+
+def evaluate(rm: RewardModel, data: Encoded, batch_size: int = 32) -> dict[str, float]:
+    """AUC of the scores against the labels (per response for an ORM, per step for a PRM) and the
+    accuracy of thresholding them at 0.5."""
+    was_training = rm.network.training
+    rm.network.eval()
+    scores: list[float] = []
+    for start in range(0, len(data.items), batch_size):
+        for item_scores in score_encoded(rm, data.items[start : start + batch_size]):
+            scores.extend(item_scores)
+    rm.network.train(was_training)
+    labels = [y for item_labels in data.labels for y in item_labels]
+    correct = sum(1 for s, y in zip(scores, labels, strict=True) if (s >= 0.5) == (y >= 0.5))
+    return {
+        "auc": roc_auc(scores, labels),
+        "accuracy": correct / max(1, len(labels)),
+        "count": float(len(labels)),
+    }
+
+
+def _micro_loss(
+    rm: RewardModel,
+    module: torch.nn.Module,
+    items: list[EncodedItem],
+    labels: list[list[float]],
+    device: torch.device,
+) -> torch.Tensor:
+    ids, mask = collate(items, rm.tokenizer.pad_token_id)
+    logits = module(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[..., 0]
+    picked, _ = read_logits(logits, items)
+    targets = torch.tensor([y for row in labels for y in row], dtype=torch.float32, device=device)
+    return F.binary_cross_entropy_with_logits(picked.float(), targets, reduction="sum")
+
+
+def train(
+    config: RewardTrainConfig, env: DistEnv, rm: RewardModel, train_data: Encoded, eval_data: Encoded | None
+) -> TrainResult:
+    """Runs (or resumes) the configured steps; returns the losses of the steps run and the evals."""
+    engine = build_engine(config, rm.network, env)
+    rm.network.train()
+    metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
+    order = ExampleOrder(len(train_data.items), seed=config.seed)
+    start = 0
+    resumed = resume_checkpoint(config.out_dir, engine, env) if config.checkpoint.resume else None
+    if resumed is not None:
+        start = resumed.step
+        order.load_state_dict(resumed.data_state)
+        metrics.event("resume", step=start, out_dir=config.out_dir)
+    else:
+        metrics.event(
+            "start",
+            world_size=env.world_size,
+            accumulation=engine.accumulation,
+            device=str(env.device),
+            examples=len(train_data.items),
+            skipped_long=train_data.skipped_long,
+            config=config.as_dict(),
+        )
+    result = TrainResult()
+    per_rank = config.reward.examples_per_step // env.world_size
+    micro = config.batch.micro_batch_size
+    for step in range(start, config.batch.steps):
+        began = time.perf_counter()
+        chosen = order.take(config.reward.examples_per_step)[env.rank * per_rank : (env.rank + 1) * per_rank]
+        count = sum(len(train_data.labels[i]) for i in chosen)
+        global_count = max(all_reduce_sum(count, env.device), 1.0)
+        lr = engine.lr()
+        loss_sum = 0.0
+        for offset in range(0, per_rank, micro):
+            part = chosen[offset : offset + micro]
+            with engine.micro_step() as module:
+                loss = _micro_loss(
+                    rm,
+                    module,
+                    [train_data.items[i] for i in part],
+                    [train_data.labels[i] for i in part],
+                    env.device,
+                )
+                engine.backward(loss * (engine.loss_multiplier / global_count))
+            loss_sum += float(loss.detach())
+        grad_norm = engine.step()
+        step_loss = all_reduce_sum(loss_sum, env.device) / global_count
+        result.losses.append(step_loss)
+        metrics.log(
+            step + 1,
+            {
+                "loss": step_loss,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "examples_per_s": config.reward.examples_per_step / (time.perf_counter() - began),
+            },
+        )
+        done = step + 1 == config.batch.steps
+        every = config.reward.eval_every
+        if eval_data is not None and env.is_main and (done or (every and (step + 1) % every == 0)):
+            scores = evaluate(RewardModel(engine.module, rm.tokenizer), eval_data)
+            result.evals.append({"step": float(step + 1), **scores})
+            metrics.event("eval", step=step + 1, **scores)
+        if (step + 1) % config.checkpoint.every == 0 or done:
+            path = save_checkpoint(
+                config.out_dir, step + 1, engine, rm.tokenizer, config, env, order.state_dict(), 0
+            )
+            metrics.event("checkpoint", step=step + 1, path=str(path))
+    state = engine.full_state_dict()
+    if env.is_main:
+        final = Path(config.out_dir) / "final"
+        with atomic_directory(final) as staging:
+            write_model_files(engine.module, rm.tokenizer, staging, state)
+        result.final = str(final)
+        metrics.event("done", step=config.batch.steps, final=str(final))
+    metrics.close()
+    return result
+
+
+def run_training(config: RewardTrainConfig) -> TrainResult:
+    """Sets up the process group, data, tokenizer and model, trains, and leaves cleanly."""
+    env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
+    try:
+        if env.is_main:
+            log.info("effective config:\n%s", dump_config(config))
+        train_examples = load_data(config, "train")
+        eval_examples = load_data(config, "eval") if (config.data.eval or config.data.synthetic_eval) else []
+        tokenizer = prepare_tokenizer(
+            config, env, lambda: default_corpus() + [e.question + "\n" + e.response for e in train_examples]
+        )
+        base = config.model.init_from or config.model.preset
+        rm = init_reward_model(
+            config.reward.kind, base, config.reward.step_separator, seed=config.seed, tokenizer=tokenizer
+        )
+        rm.network.set_attn_implementation(config.model.attn_implementation)
+        if config.model.gradient_checkpointing:
+            rm.network.gradient_checkpointing_enable()
+        train_data = encode_examples(rm, train_examples, config.batch.seq_len)
+        eval_data = encode_examples(rm, eval_examples, config.batch.seq_len) if eval_examples else None
+        return train(config, env, rm, train_data, eval_data)
+    finally:
+        finish_distributed()

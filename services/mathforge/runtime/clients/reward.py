@@ -1,0 +1,108 @@
+"""Typed client of the Reward service.
+
+with RewardClient("127.0.0.1:50053") as reward:
+    rewards = reward.rule(responses, references)                     # [1.0, 0.0, ...]
+    results = reward.score(items, kind="mix", weights={"rule": 1.0, "prm": 0.5})
+    results[0].reward, [s.reward for s in results[0].steps]
+    reward.load_model("orm", version=3, path="/checkpoints/rm/iter-3")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mathforge.runtime.client import ServiceClient
+from mathforge.v1 import reward_pb2, reward_pb2_grpc
+
+KINDS = {
+    "rule": reward_pb2.REWARD_RULE,
+    "orm": reward_pb2.REWARD_ORM,
+    "prm": reward_pb2.REWARD_PRM,
+    "mix": reward_pb2.REWARD_MIX,
+}
+
+
+@dataclass(frozen=True)
+class StepScore:
+    """One PRM step: its reward, tokens [token_start, token_end) and characters [char_start, char_end)
+    of the response."""
+
+    reward: float
+    token_start: int
+    token_end: int
+    char_start: int
+    char_end: int
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """The reward of one item; steps for PRM (and a mix with prm); the rule's verdict when computed."""
+
+    reward: float
+    steps: list[StepScore] = field(default_factory=list)
+    correct: bool = False
+    extracted_answer: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    items: list[ScoredItem]
+    model_versions: dict[str, int]
+
+    @property
+    def rewards(self) -> list[float]:
+        return [item.reward for item in self.items]
+
+
+class RewardClient(ServiceClient):
+    service_name = "mathforge.v1.Reward"
+    stub_class = reward_pb2_grpc.RewardStub
+
+    def score(
+        self,
+        items: Sequence[tuple[str, str, str]],
+        kind: str = "rule",
+        weights: Mapping[str, float] | None = None,
+        format_penalty: float = 0.0,
+        timeout_s: float | None = None,
+    ) -> ScoreResult:
+        """Scores (question, response, reference) triples; kind is rule, orm, prm or mix (with weights)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        request = reward_pb2.RewardRequest(
+            items=[reward_pb2.RewardItem(question=q, response=r, reference=ref) for q, r, ref in items],
+            kind=KINDS[kind],
+            weights=dict(weights or {}),
+            format_penalty=format_penalty,
+        )
+        reply = self.call("Score", request, timeout_s=timeout_s)
+        scored = [
+            ScoredItem(
+                reward=result.reward,
+                steps=[
+                    StepScore(s.reward, s.token_start, s.token_end, s.char_start, s.char_end)
+                    for s in result.steps
+                ],
+                correct=result.correct,
+                extracted_answer=result.extracted_answer,
+            )
+            for result in reply.results
+        ]
+        return ScoreResult(scored, dict(reply.model_versions))
+
+    def rule(
+        self,
+        responses: Sequence[str],
+        references: Sequence[str],
+        format_penalty: float = 0.0,
+        timeout_s: float | None = None,
+    ) -> list[float]:
+        """Rule rewards (1/0 minus the format penalty) of responses against their references."""
+        items = [("", r, ref) for r, ref in zip(responses, references, strict=True)]
+        return self.score(items, "rule", format_penalty=format_penalty, timeout_s=timeout_s).rewards
+
+    def load_model(self, kind: str, version: int, path: str, timeout_s: float = 600.0) -> float:
+        """Switches the served ORM or PRM to the model at `path` as `version`; returns load seconds."""
+        request = reward_pb2.LoadRewardModelRequest(kind=kind, version=version, path=path)
+        return float(self.call("LoadModel", request, timeout_s=timeout_s).load_seconds)
