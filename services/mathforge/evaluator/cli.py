@@ -79,7 +79,7 @@ def _metrics(args: argparse.Namespace, rest: list[str]) -> int:
             if "gold" not in row or not isinstance(samples, list) or not samples:
                 raise ValueError(f"{args.file}:{line_no}: needs 'gold' and a non-empty 'samples' list")
             verdicts = [grade(str(s), str(row["gold"])) for s in samples]
-            tags = {k: str(row[k]) for k in ("subject", "level") if k in row}
+            tags: dict[str, str] = {k: str(row[k]) for k in ("subject", "level") if k in row}
             items.append(
                 ItemSamples([v.equivalent for v in verdicts], [v.pred_answer for v in verdicts], tags)
             )

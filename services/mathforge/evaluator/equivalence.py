@@ -16,6 +16,7 @@ from mathforge.evaluator.structure import Answer, is_simple_name, parse_answer
 from mathforge.evaluator.symbolic import symbolic_equal
 
 _CHOICE = re.compile(r"^\(?([A-E](?:[,\s]*[A-E])*)\)?$")
+_BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d+)\}?$")
 _WORDS = re.compile(r"^[A-Za-z\u4e00-\u9fff ,.'-]+$")
 # Reasons ordered by how much work they took; a composite answer reports its costliest part.
 _COST = {"string": 0, "choice": 1, "numeric": 2, "expression": 3, "structure": 4, "symbolic": 5, "timeout": 6}
@@ -39,9 +40,33 @@ def _percent_variants(text: str, policy: GradingPolicy) -> list[str]:
     return [text]
 
 
+def _base_number(text: str) -> tuple[str, int] | None:
+    """("52", 8) for "52_8" or "52_{8}": a number written in a base, as MATH answers do."""
+    match = _BASE.match(text)
+    if not match or not 2 <= int(match.group(2)) <= 36:
+        return None
+    return match.group(1).upper(), int(match.group(2))
+
+
+def _compare_bases(pred: str, gold: str) -> Decision | None:
+    p, g = _base_number(pred), _base_number(gold)
+    if p is None and g is None:
+        return None
+    if p is not None and g is not None:
+        try:
+            return Decision(int(p[0], p[1]) == int(g[0], g[1]), "numeric")
+        except ValueError:
+            return Decision(p == g, "string")
+    digits, plain = (p[0], gold) if p is not None else (g[0], pred)  # type: ignore[index]
+    return Decision(digits == plain.upper(), "string") if re.fullmatch(r"[0-9A-Za-z]+", plain) else None
+
+
 def _leaf_equal(pred: str, gold: str, policy: GradingPolicy) -> Decision:
     if pred == gold:
         return Decision(True, "string")
+    based = _compare_bases(pred, gold)
+    if based is not None:
+        return based
     if policy.units == "keep" and unit_of(pred) != unit_of(gold):
         return Decision(False, "string")
     if pred.endswith("%") != gold.endswith("%") and policy.percent == "strict":

@@ -98,8 +98,8 @@ def _braced(text: str, open_index: int) -> tuple[str | None, int]:
 def _clean_tail(answer: str) -> str:
     answer = answer.strip()
     if len(answer) > 1 and answer[0] == "$" and answer[-1] == "$":
-        answer = answer.replace("$", "")  # "$5$;$10$": every blank in its own math span
-    answer = re.sub(r"^\$+|\$+$", "", answer).strip()
+        answer = re.sub(r"(?<!\\)\$", "", answer)  # "$5$;$10$": every blank in its own math span
+    answer = re.sub(r"^\$+|(?<!\\)\$+$", "", answer).strip()
     answer = re.sub(r"^\\\(|\\\)$|^\\\[|\\\]$", "", answer).strip()
     return answer.rstrip(".。").strip()
 

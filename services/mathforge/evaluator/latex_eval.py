@@ -10,6 +10,7 @@ grammar returns None and goes to the symbolic check.
 from __future__ import annotations
 
 import cmath
+import math
 import re
 from collections.abc import Callable
 from fractions import Fraction
@@ -24,11 +25,12 @@ _POINTS = (
 )
 _MAX_EXPONENT = 4096
 _MAX_DIGITS = 4000
+_MAX_FACTORIAL = 3000
 
 _PRODUCT_COMMANDS = ("\\cdot", "\\times", "\\div")
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[a-zA-Z]+)|(?P<var>[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?)"
-    r"|(?P<op>[-+*/^(){}]))"
+    r"|(?P<op>[-+*/^(){}!]))"
 )
 
 
@@ -109,6 +111,9 @@ class _Parser:
 
     def power(self) -> Expr:
         base = self.atom()
+        while self.peek() == ("op", "!"):
+            self.take()
+            base = _factorial_of(base)
         if self.peek() == ("op", "^"):
             self.take()
             exponent = self.atom() if self.peek()[1] != "-" else self._negated_atom()
@@ -181,6 +186,16 @@ class _Parser:
         if name == "\\pi":
             return lambda env: complex(cmath.pi)
         raise Unsupported(name)
+
+
+def _factorial_of(inner: Expr) -> Expr:
+    def value(env: dict[str, float]) -> Number:
+        n = inner(env)
+        if not isinstance(n, Fraction) or n.denominator != 1 or not 0 <= n <= _MAX_FACTORIAL:
+            raise Unsupported("factorial of a non-integer or a huge integer")
+        return Fraction(math.factorial(int(n)))
+
+    return value
 
 
 def _sum(env: dict[str, float], terms: list[tuple[int, Expr]]) -> Number:

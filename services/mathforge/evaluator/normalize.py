@@ -16,6 +16,11 @@ _TEXT_WRAPPERS = re.compile(
     r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname|rm)\s*\{([^{}]*)\}"
 )
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree\b|\\circ\b")
+_TEXT_CONJUNCTION = re.compile(r"\s*,?\s*\\(?:text|mbox|mathrm)\{\s*(?:and|or)\s*\}\s*")
+# A number (or a closing brace) followed by a trailing \text{...} of words: "65 \text{ children tickets }".
+_TEXT_UNIT_TAIL = re.compile(
+    r"^(.*?[\d}A-Za-z])\s*\\(?:text|mbox|mathrm)\s*\{\s*[A-Za-z][A-Za-z\s.]*\}(?:\^\{?[23]\}?)?$"
+)
 _MIXED = re.compile(r"^(-?)(\d+)\s+(\d+)\s*/\s*(\d+)$")
 _SCIENTIFIC = re.compile(r"^([-+]?\d+(?:\.\d+)?)[eE]([-+]?\d+)$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -75,6 +80,9 @@ def normalize(answer: str, policy: GradingPolicy) -> str:
     s = _MIXED.sub(r"\1\2\\frac{\3}{\4}", s.strip())
     s = _SCIENTIFIC.sub(r"\1*10^{\2}", s)
     s = _SPACING.sub(" ", s)
+    s = _TEXT_CONJUNCTION.sub(",", s)
+    if policy.units == "strip":
+        s = _TEXT_UNIT_TAIL.sub(r"\1", s.strip())
     s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # protect set braces from brace stripping
     s = _unwrap_text(s)
     s = s.replace("{,}", "").replace("\\%", "%").replace("\\$", "")

@@ -1,0 +1,92 @@
+"""pass@k against exact enumeration, maj@k voting and tie-break, and the metrics table."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from mathforge.evaluator.metrics import (
+    ItemSamples,
+    accuracy,
+    compute_metrics,
+    k_values,
+    maj_at_k,
+    maj_vote,
+    pass_at_k,
+)
+
+
+def enumerated_pass_at_k(n: int, c: int, k: int) -> float:
+    """Fraction of k-subsets of n samples (c correct) holding at least one correct sample."""
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_pass_at_k_matches_enumeration(n: int) -> None:
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(enumerated_pass_at_k(n, c, k), abs=1e-12)
+
+
+def test_pass_at_k_is_exact_for_thousands_of_samples() -> None:
+    n, c, k = 4096, 3, 1024
+    expected = 1 - math.prod((n - c - i) / (n - i) for i in range(k))
+    assert pass_at_k(n, c, k) == pytest.approx(expected, rel=1e-12)
+    assert pass_at_k(5000, 1, 1) == pytest.approx(1 / 5000, rel=1e-12)
+    assert pass_at_k(5000, 0, 2500) == 0.0
+    assert pass_at_k(5000, 2501, 2500) == 1.0
+
+
+@pytest.mark.parametrize(("n", "c", "k"), [(0, 0, 1), (4, 5, 1), (4, 1, 0), (4, 1, 5), (4, -1, 1)])
+def test_pass_at_k_rejects_impossible_counts(n: int, c: int, k: int) -> None:
+    with pytest.raises(ValueError, match="pass_at_k"):
+        pass_at_k(n, c, k)
+
+
+def test_maj_vote_picks_the_most_common_answer() -> None:
+    assert maj_vote(["3", "2", "2"], [False, True, True], 3)
+    assert not maj_vote(["3", "3", "2"], [False, False, True], 3)
+
+
+def test_maj_vote_tie_goes_to_the_earliest_answer() -> None:
+    assert maj_vote(["2", "3", "3", "2"], [True, False, False, True], 4)
+    assert not maj_vote(["3", "2", "2", "3"], [False, True, True, False], 4)
+
+
+def test_maj_vote_groups_equivalent_answers() -> None:
+    answers, correct = ["\\frac12", "3", "0.5", "3"], [True, False, True, False]
+    assert not maj_vote(answers, correct, 4)  # ungrouped, "3" has two votes and the halves one each
+    same = {("\\frac12", "0.5")}
+    # grouped, the halves tie "3" at two votes and came first
+    assert maj_vote(answers, correct, 4, same=lambda a, b: (a, b) in same or a == b) is True
+
+
+def test_maj_at_1_equals_greedy_and_empty_answers_do_not_vote() -> None:
+    items = [(["1", "2"], [True, False]), (["", "4", "4"], [False, True, True])]
+    assert maj_at_k(items, 1) == 0.5
+    assert maj_at_k(items, 3) == 1.0
+
+
+def test_k_values_are_powers_of_two_up_to_n() -> None:
+    assert k_values(1) == [1]
+    assert k_values(8) == [1, 2, 4, 8]
+    assert k_values(6) == [1, 2, 4, 6]
+
+
+def test_compute_metrics_reports_acc_pass_maj_and_breakdowns() -> None:
+    items = [
+        ItemSamples([True, False, False, False], ["1", "2", "2", "2"], {"subject": "Algebra", "level": "1"}),
+        ItemSamples([False, True, True, False], ["5", "6", "6", "7"], {"subject": "Geometry", "level": "1"}),
+    ]
+    metrics = compute_metrics(items)
+    assert metrics["acc"] == 0.5
+    assert metrics["pass@1"] == pytest.approx((1 / 4 + 2 / 4) / 2)
+    assert metrics["pass@4"] == 1.0
+    assert metrics["maj@4"] == 0.5
+    assert metrics["acc/subject=Algebra"] == 1.0 and metrics["acc/subject=Geometry"] == 0.0
+    assert metrics["acc/level=1"] == 0.5
+    assert metrics["count"] == 2
+    assert accuracy([]) == 0.0
