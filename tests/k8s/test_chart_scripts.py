@@ -15,6 +15,7 @@ import pytest
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import ServerThread
 
+from tests.k8s.test_chart import by_kind, render, values_of
 from tests.services.echo_service import EchoConfig, EchoService
 from tests.services.test_runtime_tls import pki  # noqa: F401  (the certificates fixture)
 
@@ -128,3 +129,31 @@ def test_tls_and_mtls(check: ModuleType, pki: dict[str, str]) -> None:  # noqa: 
         assert check.main([*base, "--cert", pki["client_crt"], "--key", pki["client_key"]]) == 0
         assert check.main(base) == 1, "mTLS must refuse a client without a certificate"
         assert check.main([*base, "--cert", pki["stranger_crt"], "--key", pki["stranger_key"]]) == 1
+
+
+def test_rendered_mtls_probe_command_passes_against_an_mtls_server(pki: dict[str, str]) -> None:  # noqa: F811
+    """The readiness probe exactly as the chart renders it under mTLS, with the Secret's files
+    mapped to the test's certificates: the pod presents its own certificate as the client."""
+    deployment = by_kind(render(values_of("ci/all-features-values.yaml")), "Deployment")["mf-classifier"]
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    files = {
+        "/etc/mathforge/tls/ca.crt": pki["ca"],
+        "/etc/mathforge/tls/tls.crt": pki["server_crt"],
+        "/etc/mathforge/tls/tls.key": pki["server_key"],
+    }
+    config = EchoConfig(
+        port=0,
+        metrics_port=-1,
+        tls_cert=pki["server_crt"],
+        tls_key=pki["server_key"],
+        tls_client_ca=pki["ca"],
+    )
+    with ServerThread(EchoService(config)) as server:
+        local = [files.get(arg, arg) for arg in command]
+        local = [f"localhost:{server.port}" if arg == "127.0.0.1:50051" else arg for arg in local]
+        local = ["localhost" if arg == "mf-classifier" else arg for arg in local]
+        assert local[:2] == ["python", "/opt/mathforge/scripts/grpc_check.py"]
+        run = subprocess.run(
+            [sys.executable, str(SCRIPT), *local[2:]], capture_output=True, text=True, timeout=60
+        )
+    assert run.returncode == 0, run.stderr

@@ -92,21 +92,16 @@ Call with (dict "root" $ "name" "classifier").
 {{- toYaml $config -}}
 {{- end -}}
 
-{{/* The bundled check script's TLS flags, for probes and test pods. */}}
+{{/* The bundled check script's TLS flags (a YAML list, empty without TLS), for probes and tests. */}}
 {{- define "mathforge.checkTLSArgs" -}}
 {{- $tls := .root.Values.tls -}}
-{{- if $tls.enabled }}
-- --ca
-- {{ printf "%s/ca.crt" $tls.mountPath | quote }}
-- --server-name
-- {{ printf "%s-%s" (include "mathforge.prefix" .root) .name | quote }}
-{{- if $tls.clientAuth }}
-- --cert
-- {{ printf "%s/tls.crt" $tls.mountPath | quote }}
-- --key
-- {{ printf "%s/tls.key" $tls.mountPath | quote }}
-{{- end }}
-{{- end }}
+{{- if $tls.enabled -}}
+{{- $args := list "--ca" (printf "%s/ca.crt" $tls.mountPath) "--server-name" (printf "%s-%s" (include "mathforge.prefix" .root) .name) -}}
+{{- if $tls.clientAuth -}}
+{{- $args = concat $args (list "--cert" (printf "%s/tls.crt" $tls.mountPath) "--key" (printf "%s/tls.key" $tls.mountPath)) -}}
+{{- end -}}
+{{- toYaml $args -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -125,7 +120,9 @@ exec:
     - {{ printf "127.0.0.1:%v" .port | quote }}
     - --service
     - {{ .service | quote }}
-    {{- include "mathforge.checkTLSArgs" . | nindent 4 }}
+    {{- with include "mathforge.checkTLSArgs" . }}
+    {{- . | nindent 4 }}
+    {{- end }}
 {{- else -}}
 grpc:
   port: {{ .port }}
