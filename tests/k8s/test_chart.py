@@ -259,10 +259,11 @@ _FREE_FORM_PARENTS = {
 
 @pytest.mark.parametrize("path", [CHART / "values.yaml", CHART / "values-gpu.yaml"], ids=lambda p: p.name)
 def test_every_value_is_documented(path: Path) -> None:
-    """Each value (a key that is not a section of further keys) has a comment on the line above,
-    or sits directly in a commented mapping; fields of Kubernetes objects are exempt."""
+    """Each value (a key that is not a section of further keys) has a comment on the lines above,
+    or sits directly in a mapping documented as one value ("# -- ..."); fields of Kubernetes
+    objects are exempt."""
     lines = path.read_text().splitlines()
-    keys = []  # (line number, indent, key, is_section, commented)
+    keys = []  # (line number, indent, key, is_section, commented, documented as one value)
     for number, line in enumerate(lines):
         match = re.match(r"^(\s*)([A-Za-z0-9_.\-/]+):(.*)$", line)
         if not match:
@@ -270,17 +271,21 @@ def test_every_value_is_documented(path: Path) -> None:
         following = next((x for x in lines[number + 1 :] if x.strip() and not x.strip().startswith("#")), "")
         deeper = len(following) - len(following.lstrip()) > len(match.group(1))
         is_section = not match.group(3).strip() and deeper and not following.lstrip().startswith("- ")
-        commented = number > 0 and lines[number - 1].strip().startswith("#")
-        keys.append((number, len(match.group(1)), match.group(2), is_section, commented))
+        block = number
+        while block > 0 and lines[block - 1].strip().startswith("#"):
+            block -= 1
+        commented = block < number
+        value_doc = commented and lines[block].strip().startswith("# --")
+        keys.append((number, len(match.group(1)), match.group(2), is_section, commented, value_doc))
     undocumented = []
     parents: list[tuple[int, str, bool]] = []
-    for number, indent, key, is_section, commented in keys:
+    for number, indent, key, is_section, commented, value_doc in keys:
         parents = [p for p in parents if p[0] < indent]
         free_form = any(name in _FREE_FORM_PARENTS for _, name, _ in parents)
-        parent_commented = bool(parents) and parents[-1][2]
-        if not (is_section or free_form or commented or parent_commented):
+        in_documented_value = bool(parents) and parents[-1][2]
+        if not (is_section or free_form or commented or in_documented_value):
             undocumented.append(f"{path.name}:{number + 1}: {key}")
-        parents.append((indent, key, commented))
+        parents.append((indent, key, value_doc))
     assert not undocumented, "\n".join(undocumented)
 
 
