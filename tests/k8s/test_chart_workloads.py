@@ -133,6 +133,9 @@ def test_every_pod_is_hardened(label: str) -> None:
         assert spec["securityContext"]["runAsNonRoot"] is True, where
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        # The volume types the "restricted" Pod Security Standard allows.
+        allowed = {"configMap", "emptyDir", "persistentVolumeClaim", "secret", "projected", "downwardAPI"}
+        assert all(set(v) - {"name"} <= allowed for v in volumes.values()), where
         for container in spec["containers"]:
             context = container["securityContext"]
             assert context["readOnlyRootFilesystem"] is True, where
