@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import mathforge
 from mathforge.runtime.logs import configure_logging
@@ -29,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "mathforge.evaluator.cli",
     "mathforge.dedup.cli",
     "mathforge.classifier.cli",
+    "mathforge.training.submit",
 ]
 
 
@@ -46,7 +48,7 @@ def _up(args: argparse.Namespace, rest: list[str]) -> int:
     if unknown:
         print(f"unknown services: {', '.join(unknown)}; known: {', '.join(SERVICES)}", file=sys.stderr)
         return 2
-    group = ServiceGroup(names, log_dir=args.log_dir, grace_s=args.grace_s)
+    group = ServiceGroup(names, log_dir=Path(args.log_dir), grace_s=args.grace_s, port_offset=args.port_offset)
     stop = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -84,7 +86,7 @@ def _up(args: argparse.Namespace, rest: list[str]) -> int:
 def _status(args: argparse.Namespace, rest: list[str]) -> int:
     worst = 0
     for name, spec in SERVICES.items():
-        target = f"{args.host}:{spec.port}"
+        target = f"{args.host}:{spec.port + args.port_offset}"
         state = probe(target, spec.proto_name, timeout_s=args.timeout_s)
         print(f"{name:<11} {target:<21} {state}")
         worst = max(worst, 0 if state == "SERVING" else 1)
@@ -110,11 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--log-dir", default=".cache/logs", help="where each service's log goes")
     up.add_argument("--grace-s", type=float, default=10.0, help="shutdown grace period per service")
     up.add_argument("--ready-timeout-s", type=float, default=180.0)
+    up.add_argument("--port-offset", type=int, default=0, help="add this to every default port")
     up.set_defaults(handler=_up)
 
     status = sub.add_parser("status", help="readiness of each service on its default port")
     status.add_argument("--host", default="127.0.0.1")
     status.add_argument("--timeout-s", type=float, default=1.0)
+    status.add_argument("--port-offset", type=int, default=0, help="as given to `mathforge up`")
     status.set_defaults(handler=_status)
 
     for module_name in COMMAND_MODULES:

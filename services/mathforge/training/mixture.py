@@ -4,12 +4,14 @@
     batch = stream.next_batch(micro_batch_size)        # input_ids, position_ids, labels
     state = stream.state_dict(); stream.load_state_dict(state)   # exact resume
 
-Each process reads its own share of every source (documents i with i % world_size == rank) and
-draws the source of each next document with probability proportional to its weight, from a
-generator seeded by (seed, rank). A source is walked in a fresh seeded order every epoch, so a
-small source repeats (as up-sampling does) rather than running dry. Documents longer than a row
-are cut into row-sized pieces. The stream's whole state (generator, cursors, the partly filled
-row) fits in a small dict, so resuming reproduces the exact next batch.
+Each process reads its own share of every source (documents i with i % world_size == rank). The
+weights are shares of TOKENS, as the paper's mixture is (PAPER.md section 2): the next document
+comes from the source furthest below its share so far (fewest tokens read per unit of weight), so
+the token mix follows the weights closely at every point of the run, whatever the document
+lengths. A source is walked in a fresh order, seeded by (seed, rank, source, epoch), every epoch,
+so a small source repeats (as up-sampling does) rather than running dry. Documents longer than a row
+are cut into row-sized pieces. The stream's whole state (token counts, cursors, the unplaced rest
+of a document) fits in a small dict, so resuming reproduces the exact next batch.
 """
 
 from __future__ import annotations
@@ -94,11 +96,10 @@ class MixtureStream:
         self.seq_len = seq_len
         self.seed = seed
         self.rank = rank
-        self.rng = np.random.Generator(np.random.PCG64([seed, rank]))
         self.epochs = [0] * len(self.sources)
         self.cursors = [0] * len(self.sources)
         self.pending: list[int] = []  # tokens of the current document not yet placed in a row
-        self.documents_read = [0] * len(self.sources)
+        self.tokens_read = [0] * len(self.sources)
         self._orders: dict[int, tuple[int, np.ndarray]] = {}
 
     def _order(self, index: int) -> np.ndarray:
@@ -111,16 +112,20 @@ class MixtureStream:
         return order
 
     def _next_document(self) -> list[int]:
-        index = int(self.rng.choice(len(self.sources), p=self.probabilities))
+        deficits = [
+            self.tokens_read[i] / p if p > 0 else float("inf") for i, p in enumerate(self.probabilities)
+        ]
+        index = int(np.argmin(deficits))
         source = self.sources[index]
         if self.cursors[index] >= len(source.documents):
             self.epochs[index] += 1
             self.cursors[index] = 0
         text = source.documents[int(self._order(index)[self.cursors[index]])]
         self.cursors[index] += 1
-        self.documents_read[index] += 1
         tok = self.tokenizer
-        return [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        ids = [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        self.tokens_read[index] += len(ids)
+        return ids
 
     def next_row(self) -> tuple[list[int], list[int], list[int]]:
         row = PackedRow(self.seq_len)
@@ -136,21 +141,19 @@ class MixtureStream:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "rng": self.rng.bit_generator.state,
             "epochs": list(self.epochs),
             "cursors": list(self.cursors),
             "pending": list(self.pending),
-            "documents_read": list(self.documents_read),
+            "tokens_read": list(self.tokens_read),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
         self.epochs = list(state["epochs"])
         self.cursors = list(state["cursors"])
         self.pending = list(state["pending"])
-        self.documents_read = list(state["documents_read"])
+        self.tokens_read = list(state["tokens_read"])
 
     def mixture_report(self) -> dict[str, float]:
-        """The fraction of documents read from each source so far."""
-        total = sum(self.documents_read) or 1
-        return {s.name: n / total for s, n in zip(self.sources, self.documents_read, strict=True)}
+        """The share of tokens read from each source so far."""
+        total = sum(self.tokens_read) or 1
+        return {s.name: n / total for s, n in zip(self.sources, self.tokens_read, strict=True)}

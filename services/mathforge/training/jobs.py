@@ -1,0 +1,177 @@
+"""Builds the Kubernetes objects that run a training config: a ConfigMap and a Kubeflow PyTorchJob.
+
+    objects = job_manifests("pretrain", config)     # [ConfigMap, PyTorchJob] as plain dicts
+    print(manifests_yaml(objects))
+
+The PyTorchJob (kubeflow.org/v1, training operator 1.9) has a Master and nodes-1 Workers, each a
+pod whose container `pytorch` runs `torchrun -m mathforge.training.<stage> --config
+/etc/mathforge/config.yaml`; the operator's PET_* variables tell torchrun the node count, rank and
+master. The ConfigMap carries the effective config, and the DeepSpeed JSON when the engine uses
+one, so a job depends on nothing but its image and two PVCs (data read-only at /data, checkpoints
+at /checkpoints; with several nodes the checkpoint PVC must be ReadWriteMany). The reward and GRPO
+trainers build their jobs with the same function.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mathforge.training.config import ConfigError, TrainConfig, dump_config
+
+CONFIG_DIR = "/etc/mathforge"
+DATA_DIR = "/data"
+CHECKPOINT_DIR = "/checkpoints"
+MASTER_PORT = 23456
+STAGE_MODULES = {"pretrain": "mathforge.training.pretrain", "sft": "mathforge.training.sft"}
+
+
+def job_name(stage: str, config: TrainConfig) -> str:
+    return config.job.name or f"mathforge-{stage}"
+
+
+def config_map(stage: str, config: TrainConfig) -> dict[str, Any]:
+    """The ConfigMap with config.yaml (and deepspeed.json) as the pods will read them."""
+    effective = copy.deepcopy(config)
+    data: dict[str, str] = {}
+    if config.engine.kind == "deepspeed":
+        source = Path(config.engine.deepspeed_config)
+        if not source.is_file():
+            raise ConfigError(f"engine.deepspeed_config {source}: no such file")
+        data["deepspeed.json"] = source.read_text()
+        effective.engine = dataclasses.replace(config.engine, deepspeed_config=f"{CONFIG_DIR}/deepspeed.json")
+    data["config.yaml"] = dump_config(effective)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{job_name(stage, config)}-config",
+            "namespace": config.job.namespace,
+            "labels": _labels(stage, config),
+        },
+        "data": dict(sorted(data.items())),
+    }
+
+
+def _labels(stage: str, config: TrainConfig) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "mathforge",
+        "app.kubernetes.io/component": "training",
+        "app.kubernetes.io/instance": job_name(stage, config),
+        "mathforge.io/stage": stage,
+    }
+
+
+def _pod_template(stage: str, module: str, config: TrainConfig) -> dict[str, Any]:
+    job = config.job
+    resources: dict[str, dict[str, Any]] = {
+        "requests": {"cpu": job.cpu, "memory": job.memory},
+        "limits": {"cpu": job.cpu, "memory": job.memory},
+    }
+    if job.gpus_per_node:
+        resources["requests"]["nvidia.com/gpu"] = str(job.gpus_per_node)
+        resources["limits"]["nvidia.com/gpu"] = str(job.gpus_per_node)
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TORCH_EXTENSIONS_DIR": "/tmp/torch_extensions",
+        **({"OMP_NUM_THREADS": "1"} if not job.gpus_per_node else {}),
+        **job.env,
+    }
+    container = {
+        "name": "pytorch",
+        "image": job.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["torchrun", "-m", module, "--config", f"{CONFIG_DIR}/config.yaml"],
+        "ports": [{"containerPort": MASTER_PORT, "name": "pytorchjob-port", "protocol": "TCP"}],
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "resources": resources,
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "data", "mountPath": DATA_DIR, "readOnly": True},
+            {"name": "checkpoints", "mountPath": CHECKPOINT_DIR},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        ],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    spec: dict[str, Any] = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+        "containers": [container],
+        "volumes": [
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": job.data_pvc, "readOnly": True}},
+            {"name": "checkpoints", "persistentVolumeClaim": {"claimName": job.checkpoint_pvc}},
+            {"name": "config", "configMap": {"name": f"{job_name(stage, config)}-config"}},
+        ],
+    }
+    if job.gpus_per_node:
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return {"metadata": {"labels": _labels(stage, config)}, "spec": spec}
+
+
+def pytorch_job(stage: str, config: TrainConfig, module: str | None = None) -> dict[str, Any]:
+    """The kubeflow.org/v1 PyTorchJob running `module` (default: the stage's) with `config`."""
+    module = module or STAGE_MODULES.get(stage, "")
+    if not module:
+        raise ConfigError(f"no entrypoint module known for stage {stage!r}; pass module=")
+    template = _pod_template(stage, module, config)
+    replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
+    if config.job.nodes > 1:
+        replicas["Worker"] = {
+            "replicas": config.job.nodes - 1,
+            "restartPolicy": "OnFailure",
+            "template": copy.deepcopy(template),
+        }
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {
+            "name": job_name(stage, config),
+            "namespace": config.job.namespace,
+            "labels": _labels(stage, config),
+        },
+        "spec": {
+            "nprocPerNode": str(config.job.nproc_per_node),
+            "runPolicy": {
+                "backoffLimit": config.job.backoff_limit,
+                "ttlSecondsAfterFinished": config.job.ttl_seconds_after_finished,
+                "cleanPodPolicy": "None",
+            },
+            "pytorchReplicaSpecs": replicas,
+        },
+    }
+
+
+def job_manifests(stage: str, config: TrainConfig, module: str | None = None) -> list[dict[str, Any]]:
+    """[ConfigMap, PyTorchJob] for `config`, in the order they must be created."""
+    return [config_map(stage, config), pytorch_job(stage, config, module)]
+
+
+class _BlockStringDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the files in a ConfigMap) as readable `|` blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_BlockStringDumper.add_representer(str, _represent_str)
+
+
+def manifests_yaml(objects: list[dict[str, Any]], header: str = "") -> str:
+    """Objects as one multi-document YAML stream, optionally under a comment header."""
+    body = "---\n".join(yaml.dump(o, Dumper=_BlockStringDumper, sort_keys=False, width=110) for o in objects)
+    return (header + body) if header else body
+
+
+def to_kubeflow_model(job: dict[str, Any]) -> Any:
+    """The PyTorchJob dict as the kubeflow-training SDK's KubeflowOrgV1PyTorchJob."""
+    from kubeflow.training.api_client import ApiClient
+
+    return ApiClient()._ApiClient__deserialize(job, "KubeflowOrgV1PyTorchJob")  # type: ignore[attr-defined]
