@@ -48,7 +48,9 @@ def _up(args: argparse.Namespace, rest: list[str]) -> int:
     if unknown:
         print(f"unknown services: {', '.join(unknown)}; known: {', '.join(SERVICES)}", file=sys.stderr)
         return 2
-    group = ServiceGroup(names, log_dir=Path(args.log_dir), grace_s=args.grace_s, port_offset=args.port_offset)
+    group = ServiceGroup(
+        names, log_dir=Path(args.log_dir), grace_s=args.grace_s, port_offset=args.port_offset
+    )
     stop = False
 
     def on_signal(signum: int, _frame: object) -> None:

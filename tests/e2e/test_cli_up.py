@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from mathforge.runtime.registry import SERVICES
 
 OFFSET = 1700  # away from the default ports, so a running local stack does not interfere
@@ -23,8 +22,17 @@ def _mathforge(*args: str, **kwargs) -> subprocess.Popen[str]:
 
 @pytest.mark.slow
 def test_up_starts_all_five_status_sees_them_and_sigint_stops_them(tmp_path):
-    up = _mathforge("up", "--port-offset", str(OFFSET), "--log-dir", str(tmp_path), "--grace-s", "3",
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    up = _mathforge(
+        "up",
+        "--port-offset",
+        str(OFFSET),
+        "--log-dir",
+        str(tmp_path),
+        "--grace-s",
+        "3",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     assert up.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 240
