@@ -97,7 +97,8 @@ def _metrics(args: argparse.Namespace, rest: list[str]) -> int:
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     from mathforge.evaluator.benchmarks import load_benchmark, resolve_benchmark
     from mathforge.evaluator.report import write_report
-    from mathforge.evaluator.run import RunSettings, run_benchmark
+    from mathforge.evaluator.run import RunSettings, run_benchmark, sampler_generate
+    from mathforge.runtime.client import RetryPolicy
     from mathforge.runtime.clients.sampler import SamplerClient
 
     if args.k < 1:
@@ -117,12 +118,9 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
-    client = SamplerClient(args.sampler, timeout_s=args.timeout_s)
-
-    def generate(
-        prompts: list[str], n: int, temperature: float, max_tokens: int, seed: int
-    ) -> list[list[str]]:
-        return client.generate_texts(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    client = SamplerClient(
+        args.sampler, timeout_s=args.timeout_s, retry=RetryPolicy(budget_s=args.retry_budget_s)
+    )
 
     def progress(done: int, total: int, accuracy: float) -> None:
         print(f"\r{done}/{total} greedy acc {accuracy:.3f}", end="", file=sys.stderr, flush=True)
@@ -130,7 +128,7 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     import grpc
 
     try:
-        result = run_benchmark(items, generate, settings, progress)
+        result = run_benchmark(items, sampler_generate(client), settings, progress)
     except grpc.RpcError as exc:
         print(
             f"\nmathforge eval run: sampler {args.sampler}: {exc.code().name}: {exc.details()}",
@@ -187,4 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--batch-size", type=int, default=16, help="questions per Generate call")
     run.add_argument("--timeout-s", type=float, default=600.0, help="deadline of one Generate call")
+    run.add_argument(
+        "--retry-budget-s", type=float, default=60.0, help="time to retry an unavailable sampler"
+    )
     run.set_defaults(handler=_run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mathforge.evaluator.normalize import UNIT_WORD
 from mathforge.evaluator.policy import DEFAULT_POLICY, GradingPolicy
 
 
@@ -162,8 +163,10 @@ def looks_bare(text: str) -> bool:
     if not stripped or len(stripped) > 120 or "\n" in stripped:
         return False
     prose = re.sub(r"\\[a-zA-Z]+|\{[^{}]*\}|\$[^$]*\$", " ", stripped)
-    words = re.findall(r"[A-Za-z]{2,}", prose)
+    words = [w for w in re.findall(r"[A-Za-z]{2,}", prose) if not UNIT_WORD.fullmatch(w)]
     cjk = re.findall(r"[\u4e00-\u9fff]", prose)
+    if words and re.search(r"\d", prose):
+        return False  # "so 32": a number inside prose is left to the last-number fallback
     return len(words) <= 3 and len(cjk) <= 12
 
 

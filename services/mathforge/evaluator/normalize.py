@@ -31,6 +31,7 @@ _UNIT_WORDS = (
     "degrees?|deg|radians?|rad|pounds?|lbs?|ounces?|oz|grams?|g|kg|kilograms?|liters?|l|ml|gallons?|"
     "people|students?|apples?|eggs?|points?|ways?|times|percent|pages?|books?|cookies?|marbles?"
 )
+UNIT_WORD = re.compile(rf"(?:{_UNIT_WORDS})", re.IGNORECASE)
 _TRAILING_UNIT = re.compile(
     rf"^(.*?[\d}}])\s*(?:(?:{_UNIT_WORDS})(?:\^\{{?[23]\}}?|\^[23]|²|³)?\.?\s*)+$", re.IGNORECASE
 )

@@ -19,6 +19,17 @@ from mathforge.evaluator.prompts import build_prompt
 Generate = Callable[[list[str], int, float, int, int], list[list[str]]]
 
 
+def sampler_generate(client: Any) -> Generate:
+    """A Generate function over a SamplerClient (runtime/clients/sampler.py)."""
+
+    def generate(
+        prompts: list[str], n: int, temperature: float, max_tokens: int, seed: int
+    ) -> list[list[str]]:
+        return client.generate_texts(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+
+    return generate
+
+
 @dataclass
 class RunSettings:
     k: int = 1

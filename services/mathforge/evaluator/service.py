@@ -21,8 +21,9 @@ from mathforge.evaluator.benchmarks import load_benchmark, resolve_benchmark
 from mathforge.evaluator.grading import extract_answer, grade
 from mathforge.evaluator.policy import GradingPolicy
 from mathforge.evaluator.prompts import PROMPT_STYLES
-from mathforge.evaluator.run import RunResult, RunSettings, run_benchmark
+from mathforge.evaluator.run import RunResult, RunSettings, run_benchmark, sampler_generate
 from mathforge.evaluator.sandbox import SandboxLimits, run_program
+from mathforge.runtime.client import RetryPolicy
 from mathforge.runtime.config import ConfigError, ServiceConfig, option
 from mathforge.runtime.errors import RequestError, check_bytes, check_count, check_range, require
 from mathforge.runtime.registry import SERVICES
@@ -58,6 +59,7 @@ class Config(ServiceConfig):
     max_program_output_bytes: int = option(16 << 20, "largest output cap a request may ask for")
     max_concurrent_programs: int = option(4, "programs running at once; more wait their turn")
     max_k: int = option(256, "samples per question an Evaluate request may ask for")
+    sampler_retry_budget_s: float = option(60.0, "time to keep retrying an UNAVAILABLE sampler, seconds")
     sampler_timeout_s: float = option(600.0, "deadline of one Generate call to the sampler, seconds")
     default_max_tokens: int = option(1024, "new tokens per sample when the request leaves max_tokens 0")
 
@@ -295,7 +297,7 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
             result: RunResult = task.result()
         except grpc.RpcError as exc:
             self.evaluations.labels("sampler_error").inc()
-            raise RequestError.unavailable(
+            raise RequestError.precondition(
                 f"sampler {request.sampler}: {exc.code().name}: {exc.details()}"
             ) from None
         self.evaluations.labels("ok").inc()
@@ -320,17 +322,14 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
     def _evaluate(self, sampler: str, items: list[Any], settings: RunSettings, progress: Any) -> RunResult:
         from mathforge.runtime.clients.sampler import SamplerClient
 
-        client = SamplerClient(sampler, timeout_s=self.config.sampler_timeout_s)
-
-        def generate(
-            prompts: list[str], n: int, temperature: float, max_tokens: int, seed: int
-        ) -> list[list[str]]:
-            return client.generate_texts(
-                prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed
-            )
+        client = SamplerClient(
+            sampler,
+            timeout_s=self.config.sampler_timeout_s,
+            retry=RetryPolicy(budget_s=self.config.sampler_retry_budget_s),
+        )
 
         try:
-            return run_benchmark(items, generate, settings, progress)
+            return run_benchmark(items, sampler_generate(client), settings, progress)
         finally:
             client.close()
 
