@@ -1,0 +1,88 @@
+"""`mathforge grade` and `mathforge eval metrics`: the exact line contracts and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mathforge.cli import main
+
+
+def write_lines(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_grade_writes_one_verdict_per_line_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_lines(
+        tmp_path / "pairs.jsonl",
+        [
+            {"pred": "so $\\boxed{\\frac12}$", "gold": "0.5"},
+            {"pred": "#### 7", "gold": "8"},
+            {"pred": "50%", "gold": "0.5", "policy": {"percent": "fraction"}},
+            {"pred": "", "gold": "1"},
+        ],
+    )
+    assert main(["grade", str(path)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["equivalent"] for row in out] == [True, False, True, False]
+    assert [row["pred_answer"] for row in out] == ["\\frac12", "7", "50%", ""]
+
+
+def test_grade_names_the_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"pred": "1", "gold": "1"}\n{"pred": "1"}\n')
+    assert main(["grade", str(path)]) == 2
+    assert "bad.jsonl:2: needs 'pred' and 'gold'" in capsys.readouterr().err
+    path.write_text('{"pred": "1", "gold": "1", "policy": {"percent": "half"}}\n')
+    assert main(["grade", str(path)]) == 2
+    assert "policy" in capsys.readouterr().err
+
+
+def test_eval_metrics_prints_acc_pass_and_maj(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_lines(
+        tmp_path / "samples.jsonl",
+        [
+            {"gold": "2", "samples": ["\\boxed{2}", "\\boxed{3}", "\\boxed{3}", "2"]},
+            {"gold": "\\frac12", "samples": ["0.25", "0.5", "\\frac{1}{2}", "\\dfrac12"]},
+        ],
+    )
+    assert main(["eval", "metrics", str(path)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["acc"] == 0.5
+    assert set(metrics) >= {"pass@1", "pass@2", "pass@4", "maj@1", "maj@2", "maj@4"}
+    assert metrics["pass@1"] == pytest.approx((2 / 4 + 3 / 4) / 2)
+    assert metrics["pass@4"] == 1.0
+    # item 1: "2" and "3" tie at two votes, "2" came first; item 2: 0.5 and the halves are one group of three
+    assert metrics["maj@4"] == 1.0
+
+
+def test_eval_metrics_rejects_lines_without_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_lines(tmp_path / "s.jsonl", [{"gold": "1", "samples": []}])
+    assert main(["eval", "metrics", str(path)]) == 2
+    assert "s.jsonl:1: needs 'gold' and a non-empty 'samples' list" in capsys.readouterr().err
+
+
+def test_eval_run_rejects_an_unknown_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "eval",
+            "run",
+            "--benchmark",
+            "nope",
+            "--sampler",
+            "127.0.0.1:1",
+            "-k",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert code == 2 and "neither a known name" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
