@@ -90,10 +90,11 @@ def main() -> None:
     ours_rate, theirs_rate = len(pairs) / ours[0], len(pairs) / theirs[0]
     ours_agree, theirs_agree = agreement(ours[1], pairs), agreement(theirs[1], pairs)
     print(f"{'grader':<12} {'pairs/s':>9} {'agreement':>10} {'false+':>7} {'false-':>7}")
-    print(f"{'mathforge':<12} {ours_rate:>9.0f} {ours_agree[0]:>10.4f} {ours_agree[1]:>7} {ours_agree[2]:>7}")
-    print(
-        f"{'math-verify':<12} {theirs_rate:>9.0f} {theirs_agree[0]:>10.4f} {theirs_agree[1]:>7} {theirs_agree[2]:>7}"
-    )
+    for name, rate, (agreed, false_pos, false_neg) in (
+        ("mathforge", ours_rate, ours_agree),
+        ("math-verify", theirs_rate, theirs_agree),
+    ):
+        print(f"{name:<12} {rate:>9.0f} {agreed:>10.4f} {false_pos:>7} {false_neg:>7}")
     print(f"throughput ratio mathforge / math-verify: {ours_rate / theirs_rate:.1f}x")
     print(f"mathforge deciding rules: {dict(sorted(ours[2].items(), key=lambda kv: -kv[1]))}")
     print(f"math-verify exceptions: {theirs[2]}")
