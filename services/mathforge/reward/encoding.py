@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from mathforge.models.tokenizer import ROLE_TAGS
 from mathforge.reward.model import RewardModel
 from mathforge.reward.steps import StepSpan, split_steps, token_spans

@@ -19,10 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from mathforge.models.checkpoint import CheckpointError, atomic_directory, write_model_files
-from mathforge.models.presets import PRESETS, model_config, parse_dtype
-from mathforge.models.tokenizer import default_tokenizer
-from mathforge.reward.steps import DEFAULT_SEPARATOR
 from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
@@ -30,6 +26,11 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from mathforge.models.checkpoint import CheckpointError, atomic_directory, write_model_files
+from mathforge.models.presets import PRESETS, model_config, parse_dtype
+from mathforge.models.tokenizer import default_tokenizer
+from mathforge.reward.steps import DEFAULT_SEPARATOR
 
 KINDS = ("orm", "prm")
 

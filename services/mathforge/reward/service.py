@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import mathforge
 import torch
+from prometheus_client import Counter, Gauge, Histogram
+
+import mathforge
 from mathforge.evaluator import symbolic
 from mathforge.evaluator.grading import GradingPolicy
 from mathforge.models.checkpoint import CheckpointError
@@ -41,7 +43,6 @@ from mathforge.runtime.errors import RequestError, require
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
 from mathforge.v1 import common_pb2, reward_pb2, reward_pb2_grpc
-from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
 _SPEC = SERVICES["reward"]

@@ -44,8 +44,8 @@ def _running_values(lines: list[str]) -> list[int | None]:
 
 
 def corrupt_solution(problem: Problem, rng: random.Random) -> tuple[str, list[float]] | None:
-    """A wrong solution of `problem` and its per-step labels, or None when no step can be changed
-    into a wrong one that stays a non-negative integer."""
+    """A wrong solution of `problem` and its per-step labels, or None when the chosen step cannot be
+    made wrong (no other operation keeps a non-negative integer, or the slip cancels out)."""
     lines = problem.solution.split("\n")
     ops = [i for i, line in enumerate(lines) if _OPERATION.search(line)]
     if not ops:
@@ -72,6 +72,8 @@ def corrupt_solution(problem: Problem, rng: random.Random) -> tuple[str, list[fl
             new_lines[i] = f"{line[: match.start()]}{left} {op} {right} = {value}{line[match.end() :]}"
             running = value
     final = running
+    if str(final) == problem.answer:
+        return None  # the slip cancelled out: not a wrong solution
     new_lines[-1] = _ANSWER.sub(lambda _: f"\\boxed{{{final}}}", new_lines[-1])
     labels: list[float] = []
     still_right = True
@@ -79,8 +81,6 @@ def corrupt_solution(problem: Problem, rng: random.Random) -> tuple[str, list[fl
         if truth[i] is not None and i >= broken:
             current = _running_values([new_lines[i]])[0]
             still_right = still_right and current == truth[i]
-        if i == len(lines) - 1:
-            still_right = str(final) == problem.answer
         labels.append(1.0 if still_right else 0.0)
     return "\n".join(new_lines), labels
 
@@ -90,7 +90,7 @@ def synthetic_examples(
 ) -> list[RewardExample]:
     """`n` labelled examples of `kind` ("orm": one label per response, "prm": one per line), about
     `wrong_share` of them wrong, the same list for the same arguments."""
-    rng = random.Random(f"reward-synthetic:{seed}:{kind}:{split}")
+    rng = random.Random(f"reward-synthetic:{seed}:{split}:{difficulty}")
     examples: list[RewardExample] = []
     for problem in generate_problems(n, seed=seed, difficulty=difficulty, split=split):
         response, labels = problem.solution, [1.0] * len(problem.steps)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
 from mathforge.models.checkpoint import atomic_directory, write_model_files
 from mathforge.models.tokenizer import default_corpus
 from mathforge.reward.data import ExampleOrder, RewardExample, mix_replay, read_examples
