@@ -36,6 +36,9 @@ CASES = [
     ("\\frac{1}{2}", "\\frac{1}{2}", "bare"),
     ("$5$", "5", "bare"),
     ("18个", "18个", "bare"),
+    ("3qr + 6q - 15r -30", "3qr + 6q - 15r -30", "bare"),
+    ("so 32", "32", "last_number"),
+    ("平行六面体的对角线交于一点", "平行六面体的对角线交于一点", "bare"),
     ("", "", "none"),
     ("no numbers in this sentence at all, friends", "", "none"),
 ]
@@ -66,6 +69,8 @@ def test_last_number_fallback_can_be_switched_off() -> None:
         ("\\boxed{D}", "D"),
         ("答案是AC", "AC"),
         ("(A) because 2 is even", "A"),
+        ("ACD", "ACD"),
+        ("A, D", "AD"),
         ("The answer is A, C and D", "ACD"),
     ],
 )

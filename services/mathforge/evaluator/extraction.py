@@ -34,7 +34,8 @@ _THE_ANSWER_IS = re.compile(
 )
 _GSM8K = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
-_CHOICE_LETTERS = "ABCDE"
+_LETTERS_ONLY = re.compile(r"\(?([A-E](?:[\s,，、和]*[A-E])*)\)?")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 _CHOICE_PATTERNS = (
     re.compile(
         r"(?:answer|choice|option)\s*(?:is|:)?\s*[:：]?\s*\(?\s*([A-E](?:\s*(?:[,，、和]|and)?\s*[A-E])*)\b\)?",
@@ -134,6 +135,9 @@ def extract_choice(text: str) -> Extraction | None:
     candidates.append(text)
     for candidate in candidates:
         stripped = re.sub(r"\\text\{([^{}]*)\}|\\mathrm\{([^{}]*)\}", r"\1\2", candidate).strip().strip("$ ")
+        several = _LETTERS_ONLY.fullmatch(stripped)
+        if several:
+            return Extraction("".join(sorted(set(re.sub(r"[^A-E]", "", several.group(1))))), "choice")
         if re.fullmatch(r"\(?([A-E])\)?(?:[.:、)\s].*)?", stripped, re.S):
             return Extraction(stripped.lstrip("(")[0], "choice")
         for pattern in _CHOICE_PATTERNS:
@@ -163,7 +167,12 @@ def looks_bare(text: str) -> bool:
     if not stripped or len(stripped) > 120 or "\n" in stripped:
         return False
     prose = re.sub(r"\\[a-zA-Z]+|\{[^{}]*\}|\$[^$]*\$", " ", stripped)
-    words = [w for w in re.findall(r"[A-Za-z]{2,}", prose) if not UNIT_WORD.fullmatch(w)]
+    # prose words stand alone between spaces ("so 32"); "3qr + 6q" has letters but no words
+    words = [
+        w
+        for w in re.findall(r"(?<!\S)[A-Za-z]{2,}[.,:]?(?!\S)", prose)
+        if not UNIT_WORD.fullmatch(w.rstrip(".,:"))
+    ]
     cjk = re.findall(r"[\u4e00-\u9fff]", prose)
     if words and re.search(r"\d", prose):
         return False  # "so 32": a number inside prose is left to the last-number fallback
@@ -199,8 +208,12 @@ def _extract(text: str, policy: GradingPolicy) -> Extraction:
                 return found
         if looks_bare(text):
             return Extraction(_clean_tail(text), "bare")
-    if policy.last_number_fallback:
-        return _last_number(text) or NONE
+    found = _last_number(text) if policy.last_number_fallback else None
+    if found:
+        return found
+    stripped = text.strip()
+    if fmt == "auto" and _CJK.search(stripped) and len(stripped) <= 200 and "\n" not in stripped:
+        return Extraction(_clean_tail(stripped), "bare")  # a Chinese text answer (Gaokao cloze)
     return NONE
 
 

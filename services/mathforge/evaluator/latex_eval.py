@@ -176,11 +176,8 @@ class _Parser:
             numerator, denominator = self.atom(), self.atom()
             return lambda env: _divide(numerator(env), denominator(env))
         if name == "\\sqrt":
-            degree: Expr | None = None
-            if self.peek()[1] == "[":
-                raise Unsupported("\\sqrt[n]")
-            radicand = self.atom()
-            return lambda env: _root(radicand(env), degree(env) if degree else Fraction(2))
+            radicand = self.atom()  # \sqrt[n]{x} is not tokenised ("[" is outside the grammar)
+            return lambda env: _root(radicand(env))
         if name in ("\\cdot", "\\times", "\\div"):
             raise Unsupported(name)  # only reached at the start of a term: "\\cdot 2" is malformed
         if name == "\\pi":
@@ -235,7 +232,7 @@ def _power(base: Number, exponent: Number) -> Number:
         and isinstance(base, Fraction)
         and base >= 0
     ):
-        return _power(_root(base, Fraction(2)), Fraction(exponent.numerator))
+        return _power(_root(base), Fraction(exponent.numerator))
     try:
         result = complex(base) ** complex(exponent)
     except (OverflowError, ZeroDivisionError):
@@ -245,17 +242,15 @@ def _power(base: Number, exponent: Number) -> Number:
     return result
 
 
-def _exact_root(value: int, degree: int) -> int | None:
-    root = round(abs(value) ** (1 / degree))
-    for candidate in (root - 1, root, root + 1):
-        if candidate >= 0 and candidate**degree == abs(value):
-            return candidate
-    return None
+def _exact_sqrt(value: int) -> int | None:
+    root = math.isqrt(value)
+    return root if root * root == value else None
 
 
-def _root(value: Number, degree: Number) -> Number:
-    if isinstance(value, Fraction) and value >= 0 and degree == 2 and value.numerator < 10**30:
-        num, den = _exact_root(value.numerator, 2), _exact_root(value.denominator, 2)
+def _root(value: Number) -> Number:
+    """The square root, exact for the square of a fraction."""
+    if isinstance(value, Fraction) and value >= 0:
+        num, den = _exact_sqrt(value.numerator), _exact_sqrt(value.denominator)
         if num is not None and den is not None:
             return Fraction(num, den)
     return cmath.sqrt(complex(value))

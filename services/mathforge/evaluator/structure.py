@@ -28,7 +28,7 @@ def split_top_level(s: str, separator: str) -> list[str]:
     start = 0
     i = 0
     while i < len(s):
-        if s.startswith("\\{", i) or s.startswith("\\left", i):
+        if s.startswith("\\{", i):
             depth += 1
             i += 2
             continue
