@@ -26,6 +26,12 @@ KUBE_VERSION = "1.30.0"
 CONFIGS = {"pretrain": PretrainConfig, "sft": SftConfig}
 
 
+@pytest.fixture(autouse=True)
+def _in_repo_root(monkeypatch):
+    """Config paths in the recipes are relative to the repository root."""
+    monkeypatch.chdir(REPO)
+
+
 def load_objects(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
