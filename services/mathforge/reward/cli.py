@@ -1,0 +1,139 @@
+"""The reward model's commands: labelling data with the sampler and submitting the training job.
+
+    mathforge reward label --input questions.jsonl --output prm.jsonl --sampler 127.0.0.1:50054 \\
+        --kind prm --solutions-per-question 4 --samples-per-step 8 --estimation hard
+    mathforge submit reward --config configs/paper-7b/reward.yaml --dry-run
+
+Input lines are {"question", "reference"} (solutions are sampled) or {"question", "response",
+"reference"} (that response is labelled). The output is the training format of reward/data.py,
+written atomically. k8s/training/reward.yaml is the --dry-run output for configs/paper-7b/reward.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mathforge.data_cli import group
+
+STAGE = "reward"
+MODULE = "mathforge.reward.train"
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+                raise ValueError(f"{path}:{number}: needs a 'question' string")
+            if not str(row.get("reference", "")).strip():
+                raise ValueError(f"{path}:{number}: needs a 'reference' answer to grade against")
+            rows.append(row)
+    return rows
+
+
+def _label(args: argparse.Namespace, rest: list[str]) -> int:
+    from mathforge.reward.data import write_examples
+    from mathforge.reward.shepherd import (
+        ShepherdSettings,
+        Solution,
+        label_solutions,
+        outcome_labels,
+        sample_solutions,
+        sampler_completer,
+    )
+    from mathforge.runtime.clients.sampler import SamplerClient
+
+    try:
+        rows = _read_rows(args.input)
+        settings = ShepherdSettings(
+            args.samples_per_step, args.estimation, args.separator, args.batch_prompts
+        )
+    except (OSError, ValueError) as exc:
+        print(f"mathforge reward label: {exc}", file=sys.stderr)
+        return 2
+    with SamplerClient(args.sampler, timeout_s=args.timeout_s) as sampler:
+        complete = sampler_completer(sampler, args.temperature, args.max_tokens, args.seed)
+        given = [Solution(r["question"], r["response"], str(r["reference"])) for r in rows if "response" in r]
+        open_questions = [(r["question"], str(r["reference"])) for r in rows if "response" not in r]
+        solutions = given + sample_solutions(
+            open_questions, complete, args.solutions_per_question, args.batch_prompts
+        )
+        examples = (
+            outcome_labels(solutions)
+            if args.kind == "orm"
+            else label_solutions(solutions, complete, settings)
+        )
+    write_examples(args.output, examples, args.kind)
+    good = sum(1 for e in examples if e.labels[-1] >= 0.5)
+    print(f"labelled {len(examples)} solutions ({good} with a right final answer) -> {args.output}")
+    return 0
+
+
+def _submit(args: argparse.Namespace, rest: list[str]) -> int:
+    from mathforge.reward.train_config import RewardTrainConfig
+    from mathforge.training.config import ConfigError, load_config
+    from mathforge.training.jobs import job_manifests, manifests_yaml
+    from mathforge.training.submit import create_in_cluster, dry_run_header
+
+    try:
+        config = load_config(RewardTrainConfig, ["--config", args.config, *args.overrides])
+        objects = job_manifests(STAGE, config, module=MODULE)
+        text = manifests_yaml(objects, dry_run_header(STAGE, args.config, args.overrides))
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"mathforge submit reward: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        sys.stdout.write(text)
+        return 0
+    try:
+        name = create_in_cluster(objects, args.kubeconfig, args.context)
+    except Exception as exc:  # the clients raise many types: config, HTTP, timeouts
+        print(f"mathforge submit reward: could not create the job: {exc}", file=sys.stderr)
+        return 1
+    namespace = objects[1]["metadata"]["namespace"]
+    print(f"created PyTorchJob {namespace}/{name}; watch: kubectl -n {namespace} get pytorchjob {name}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    reward = sub.add_parser("reward", help="reward-model data: Math-Shepherd step labels, outcome labels")
+    commands = reward.add_subparsers(dest="reward_command", metavar="COMMAND", required=True)
+    label = commands.add_parser(
+        "label", help="label solutions through the sampler (PRM: Math-Shepherd; ORM: rule)"
+    )
+    label.add_argument("--input", required=True, help="JSON lines: question, reference, optional response")
+    label.add_argument("--output", required=True, help="training data to write (reward/data.py format)")
+    label.add_argument("--sampler", required=True, help="sampler service address, host:port")
+    label.add_argument("--kind", choices=("prm", "orm"), default="prm", help="step labels or one label each")
+    label.add_argument("--solutions-per-question", type=int, default=4, help="for rows without a response")
+    label.add_argument("--samples-per-step", type=int, default=8, help="completions per step prefix (PRM)")
+    label.add_argument(
+        "--estimation",
+        choices=("hard", "soft"),
+        default="hard",
+        help="hard: 1 if any completion is right; soft: the share that is right",
+    )
+    label.add_argument("--separator", default="\n", help="step separator (default: newline)")
+    label.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    label.add_argument("--max-tokens", type=int, default=256, help="new tokens per completion")
+    label.add_argument("--seed", type=int, default=0, help="sampling seed (reproducible labels)")
+    label.add_argument("--batch-prompts", type=int, default=64, help="prompts per Generate call")
+    label.add_argument("--timeout-s", type=float, default=600.0, help="deadline of one Generate call")
+    label.set_defaults(handler=_label)
+
+    submit = group(sub, "submit").add_parser(STAGE, help="run reward-model training as a Kubeflow PyTorchJob")
+    submit.add_argument("--config", required=True, help="reward training config (configs/*/reward*.yaml)")
+    submit.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. job.nodes=2")
+    submit.add_argument("--dry-run", action="store_true", help="print the manifests instead of submitting")
+    submit.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or ~/.kube)")
+    submit.add_argument("--context", default=None, help="kubeconfig context")
+    submit.set_defaults(handler=_submit)
