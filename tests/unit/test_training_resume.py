@@ -1,0 +1,76 @@
+"""In-process (one CPU process) training: exact resume from the latest checkpoint, a staging
+directory left by a killed save is ignored, and a run refuses a checkpoint of another world size."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from mathforge.models.checkpoint import latest_checkpoint, load_model
+from mathforge.models.tokenizer import default_tokenizer
+from mathforge.training.config import config_from_mapping
+from mathforge.training.distributed import init_distributed
+from mathforge.training.sft import SftConfig, make_stream
+from mathforge.training.trainer import prepare_model, train
+
+
+def run(out: Path, steps: int, every: int = 2) -> tuple[list[float], list[dict]]:
+    config = config_from_mapping(
+        SftConfig,
+        {
+            "out_dir": str(out),
+            "seed": 0,
+            "model": {"preset": "tiny"},
+            "optim": {"lr": 2e-3},
+            "batch": {"seq_len": 128, "micro_batch_size": 2, "global_batch_tokens": 512, "steps": steps},
+            "engine": {"device": "cpu"},
+            "checkpoint": {"every": every, "keep_last": 2},
+            "metrics": {"progress_bar": "off"},
+            "data": {"synthetic_problems": 64},
+        },
+    )
+    env = init_distributed("cpu")
+    tokenizer = default_tokenizer()
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        losses = train(
+            config, env, prepare_model(config, tokenizer), tokenizer, make_stream(config, tokenizer, env)
+        )
+    return losses, [
+        json.loads(line) for line in output.getvalue().splitlines() if line.startswith('{"event"')
+    ]
+
+
+def test_resumed_run_continues_with_the_uninterrupted_losses(tmp_path):
+    straight, _ = run(tmp_path / "straight", steps=6)
+    first, _ = run(tmp_path / "split", steps=4)
+    assert first == straight[:4]
+    # A save killed midway leaves only its staging directory; latest still names step-4.
+    (tmp_path / "split" / ".step-6.staging").mkdir()
+    (tmp_path / "split" / ".step-6.staging" / "optimizer.pt").write_bytes(b"partial")
+    resumed, events = run(tmp_path / "split", steps=6)
+    assert events[0]["event"] == "resume" and events[0]["step"] == 4
+    assert resumed == pytest.approx(straight[4:], abs=1e-6)
+    assert latest_checkpoint(tmp_path / "split").name == "step-6"
+    assert sorted(p.name for p in (tmp_path / "split").glob("step-*")) == ["step-4", "step-6"]  # keep_last 2
+    step_dir = tmp_path / "split" / "step-6"
+    assert {p.name for p in step_dir.iterdir()} >= {
+        "model",
+        "optimizer.pt",
+        "rank-0.pt",
+        "trainer_state.json",
+        "config.yaml",
+    }
+    model, _ = load_model(step_dir / "model")
+    assert model.config.model_type == "llama"
+
+
+def test_checkpoint_from_another_world_size_is_refused_with_the_reason(tmp_path):
+    run(tmp_path, steps=2)
+    state = tmp_path / "step-2" / "trainer_state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "world_size": 4}))
+    with pytest.raises(RuntimeError, match="written by 4 processes but this run has 1"):
+        run(tmp_path, steps=4)
