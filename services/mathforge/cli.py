@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "mathforge.dedup.cli",
     "mathforge.classifier.cli",
     "mathforge.training.submit",
+    "mathforge.training.grpo.submit",
     "mathforge.reward.cli",
 ]
 

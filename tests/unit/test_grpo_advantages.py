@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from mathforge.training.grpo.advantages import Normalisation, outcome_advantages, process_token_advantages
 from mathforge.training.grpo.loss import ClipConfig, aggregate, k3_kl, token_terms
 
@@ -42,7 +41,9 @@ def test_process_advantage_sums_normalised_rewards_of_steps_ending_at_or_after_t
 def test_process_advantage_with_one_step_at_the_end_equals_outcome_advantage():
     rewards = [0.9, 0.1, 0.4, 0.4]
     lengths = [5, 3, 4, 2]
-    process = process_token_advantages([[r] for r in rewards], [[n - 1] for n in lengths], lengths, 4, Normalisation())
+    process = process_token_advantages(
+        [[r] for r in rewards], [[n - 1] for n in lengths], lengths, 4, Normalisation()
+    )
     outcome = outcome_advantages(torch.tensor(rewards), 4, Normalisation())
     for i, n in enumerate(lengths):
         torch.testing.assert_close(process[i, :n], outcome[i].expand(n))

@@ -12,11 +12,10 @@ import types
 
 import pytest
 import torch
-from trl.trainer.grpo_trainer import GRPOTrainer
-from trl.trainer.utils import nanstd
-
 from mathforge.training.grpo.advantages import Normalisation, outcome_advantages
 from mathforge.training.grpo.loss import ClipConfig, aggregate, token_terms
+from trl.trainer.grpo_trainer import GRPOTrainer
+from trl.trainer.utils import nanstd
 
 GROUP = 4
 QUESTIONS = 3

@@ -1,0 +1,30 @@
+"""Runs the GRPO stage.
+
+torchrun --nproc_per_node=1 -m mathforge.training.grpo --config configs/tiny/grpo.yaml [key=value ...]
+python -m mathforge.training.grpo --config configs/paper-7b/grpo.yaml model.init_from=/checkpoints/sft/final
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from mathforge.training.config import ConfigError, load_config
+from mathforge.training.grpo.config import GrpoConfig
+from mathforge.training.grpo.loop import run_grpo
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(GrpoConfig, argv)
+    except ConfigError as exc:
+        print(f"grpo: {exc}", file=sys.stderr)
+        return 2
+    run_grpo(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

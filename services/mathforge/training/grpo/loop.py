@@ -1,0 +1,287 @@
+"""The GRPO loop of PAPER.md 4 over the sampler and reward services, with exact resume.
+
+    torchrun --nproc_per_node=1 -m mathforge.training.grpo --config configs/tiny/grpo.yaml
+
+Each step: take the next questions; sample G outputs each from the published policy version v;
+score them; compute group-relative advantages; run mu clipped updates with the k3 KL to pi_ref;
+publish the weights as v+1 and make the sampler load them; log the step's metrics; checkpoint.
+Every `iterative.every` steps the reward model is retrained on fresh policy samples with replay and
+pi_ref is reset to the current policy. A step's effects (optimizer step, published version,
+question position) are committed together by its checkpoint, so a run killed at any moment and
+restarted repeats no committed step and loses none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from mathforge.models.checkpoint import load_model, save_model
+from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
+from mathforge.training.config import dump_config
+from mathforge.training.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    barrier,
+    finish_distributed,
+    init_distributed,
+)
+from mathforge.training.engines import build_engine
+from mathforge.training.grpo.advantages import outcome_advantages, process_token_advantages
+from mathforge.training.grpo.config import GrpoConfig
+from mathforge.training.grpo.evaluation import held_out_accuracy, held_out_questions
+from mathforge.training.grpo.iterative import RewardModelTrainer, record_samples
+from mathforge.training.grpo.publish import WeightPublisher
+from mathforge.training.grpo.questions import QuestionPool
+from mathforge.training.grpo.rollout import Rollout, sample_groups, score_rollout
+from mathforge.training.grpo.services import LoadedModel, ServiceLink
+from mathforge.training.grpo.state import RunState
+from mathforge.training.grpo.step_metrics import step_metrics
+from mathforge.training.grpo.update import policy_update
+from mathforge.training.metrics import TrainMetrics
+
+log = logging.getLogger(__name__)
+
+
+def frozen_copy(path: str, device: torch.device) -> PreTrainedModel:
+    """A model loaded from `path` for scoring only (pi_ref): eval mode, no gradients."""
+    model, _ = load_model(path, dtype="float32", device=device)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+class GrpoRun:
+    """One GRPO run: the policy engine, pi_ref, the question pool, the services and the state."""
+
+    def __init__(self, config: GrpoConfig, env: DistEnv):
+        self.config = config
+        self.env = env
+        self.out = Path(config.out_dir)
+        policy, self.tokenizer = load_model(config.model.init_from, dtype="float32")
+        policy.config.use_cache = False
+        if config.model.gradient_checkpointing:
+            policy.gradient_checkpointing_enable()
+        self.engine = build_engine(config, policy, env)
+        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        self.pool = QuestionPool.from_config(config.task, config.seed)
+        self.state = RunState(reference=config.model.init_from)
+        self.link = ServiceLink(config.services)
+        self.publisher = WeightPublisher(
+            config.services.publish_dir or self.out / "published", config.services.keep_versions
+        )
+        self.metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
+        self.rm_trainer = (
+            RewardModelTrainer(config, self.out) if config.iterative.retrain_reward_model else None
+        )
+        self.start_step = 0
+        resumed = resume_checkpoint(self.out, self.engine, env) if config.checkpoint.resume else None
+        if resumed is not None:
+            self.start_step = resumed.step
+            self.state = RunState.from_dict(resumed.data_state)
+            self.pool.load_state_dict(self.state.questions)
+            self.metrics.event("resume", step=self.start_step, weights_version=self.state.weights_version)
+        else:
+            self.metrics.event("start", world_size=env.world_size, outputs_per_step=config.outputs_per_step)
+        self.reference = frozen_copy(self.state.reference, env.device) if config.objective.beta > 0 else None
+
+    @property
+    def policy(self) -> PreTrainedModel:
+        return self.engine.module  # type: ignore[return-value]
+
+    # ---- weights ---------------------------------------------------------------------------
+    def publish(self, version: int) -> float:
+        """Writes the policy as `version` and makes the sampler serve it; returns the seconds taken."""
+        began = time.perf_counter()
+        state_dict = self.engine.full_state_dict()
+        if self.env.is_main:
+            path = self.publisher.write(self.policy, self.tokenizer, version, state_dict)
+            self.link.load_policy(version, str(path))
+        barrier()
+        self.link.policy = LoadedModel(version, str(self.publisher.path_of(version)))
+        self.state.weights_version = version
+        return time.perf_counter() - began
+
+    def sync_policy(self) -> None:
+        """At (re)start: make the sampler serve exactly this policy under a version it accepts.
+
+        A resumed run whose sampler still serves the checkpoint's version keeps it (those are the
+        checkpoint's weights). Otherwise (a fresh run, a sampler that restarted, or one holding
+        weights published after the checkpoint) the policy is published as a new version above
+        both, because the sampler only accepts increasing versions.
+        """
+        self.link.wait_ready()
+        served = self.link.served_policy_version() if self.env.is_main else 0
+        served = int(all_reduce_sum(served, self.env.device))
+        known = self.state.weights_version
+        if known and served == known and self.publisher.path_of(known).is_dir():
+            self.link.policy = LoadedModel(known, str(self.publisher.path_of(known)))
+            return
+        self.publish(max(served, known) + 1)
+        if self.state.reward_model_version:
+            # the link's Score guard reloads it if the reward service no longer serves this version
+            self.link.reward_models[self.config.iterative.reward_model_kind] = LoadedModel(
+                self.state.reward_model_version, self.state.reward_model_path
+            )
+
+    # ---- one step --------------------------------------------------------------------------
+    def rollout(self, step: int) -> Rollout:
+        per_rank = self.config.rollout.questions_per_step // self.env.world_size
+        questions = self.pool.take(self.config.rollout.questions_per_step)
+        mine = questions[self.env.rank * per_rank : (self.env.rank + 1) * per_rank]
+        seed = self.config.seed * 1_000_003 + step * 101 + self.env.rank
+        rollout = sample_groups(self.link, self.tokenizer, mine, self.config, seed)
+        score_rollout(self.link, self.tokenizer, rollout, self.config)
+        return rollout
+
+    def advantages(self, rollout: Rollout) -> torch.Tensor:
+        objective = self.config.objective
+        if objective.supervision == "process":
+            lengths = [len(ids) for ids in rollout.completion_ids]
+            return process_token_advantages(
+                rollout.step_rewards,
+                rollout.step_ends,
+                lengths,
+                rollout.group_size,
+                objective.normalisation(),
+            )
+        return outcome_advantages(rollout.rewards, rollout.group_size, objective.normalisation())
+
+    def step(self, step: int) -> dict[str, float]:
+        began = time.perf_counter()
+        rollout = self.rollout(step)
+        advantages = self.advantages(rollout)
+        update_began = time.perf_counter()
+        self.policy.train()
+        stats = policy_update(
+            self.engine,
+            self.reference,
+            rollout,
+            advantages,
+            self.config,
+            self.env,
+            step_seed=self.config.seed * 7_919 + step,
+            pad_id=self.pad_id,
+        )
+        update_seconds = time.perf_counter() - update_began
+        if self.rm_trainer is not None and self.env.is_main:
+            record_samples(self.rm_trainer, self.link, self.tokenizer, rollout, self.config, step)
+        publish_seconds = self.publish(self.state.weights_version + 1)
+        values = step_metrics(rollout, advantages, stats, self.env)
+        values.update(
+            {
+                "time_sampling_s": rollout.sample_seconds,
+                "time_scoring_s": rollout.score_seconds,
+                "time_updating_s": update_seconds,
+                "time_publishing_s": publish_seconds,
+                "step_seconds": time.perf_counter() - began,
+                "lr": self.engine.lr(),
+                "weights_version": float(self.state.weights_version),
+                "service_recoveries": float(self.link.recoveries),
+            }
+        )
+        values["tokens_per_s"] = values["response_tokens"] / max(values["step_seconds"], 1e-9)
+        return values
+
+    # ---- iterative RL ----------------------------------------------------------------------
+    def next_iteration(self, step: int) -> None:
+        """Retrains and reloads the RM (when configured) and resets pi_ref to the current policy."""
+        iteration = step // self.config.iterative.every
+        if self.rm_trainer is not None:
+            version = max(self.state.reward_model_version, iteration) + 1
+            path = ""
+            if self.env.is_main:
+                path = str(self.rm_trainer.retrain(iteration, step))
+                self.link.load_reward_model(self.config.iterative.reward_model_kind, version, path)
+            barrier()
+            self.state.reward_model_version = version
+            self.state.reward_model_path = str(self.rm_trainer.model_dir(iteration))
+        reference = self.out / "reference" / f"iteration-{iteration}"
+        state_dict = self.engine.full_state_dict()
+        if self.env.is_main:
+            save_model(self.policy, self.tokenizer, reference, state_dict)
+        barrier()
+        if self.reference is not None:
+            self.reference.load_state_dict(self.policy.state_dict())
+        self.state.reference = str(reference)
+        self.state.iteration = iteration
+        self.metrics.event(
+            "iteration",
+            step=step,
+            iteration=iteration,
+            reference=str(reference),
+            reward_model_version=self.state.reward_model_version,
+        )
+
+    def evaluate(self, step: int) -> None:
+        if self.config.eval.every <= 0 or not self.env.is_main:
+            return
+        accuracy = held_out_accuracy(self.link, self.tokenizer, held_out_questions(self.config), self.config)
+        self.metrics.event(
+            "eval",
+            step=step,
+            held_out_accuracy=accuracy,
+            problems=self.config.eval.problems,
+            weights_version=self.state.weights_version,
+        )
+
+    # ---- the run ---------------------------------------------------------------------------
+    def run(self) -> list[float]:
+        """Runs (or resumes) to `batch.steps`; returns the losses of the steps this process ran."""
+        config = self.config
+        self.sync_policy()
+        if self.start_step == 0:
+            self.evaluate(0)
+        losses = []
+        for step in range(self.start_step, config.batch.steps):
+            every = config.iterative.every
+            if every and step > 0 and step % every == 0 and self.state.iteration < step // every:
+                self.next_iteration(step)
+            values = self.step(step)
+            losses.append(values["loss"])
+            self.metrics.log(step + 1, values)
+            self.state.questions = self.pool.state_dict()
+            if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
+                path = save_checkpoint(
+                    self.out,
+                    step + 1,
+                    self.engine,
+                    self.tokenizer,
+                    config,
+                    self.env,
+                    self.state.to_dict(),
+                    tokens=0,
+                )
+                self.metrics.event("checkpoint", step=step + 1, path=str(path))
+            if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < config.batch.steps:
+                self.evaluate(step + 1)
+        self.evaluate(config.batch.steps)
+        final_state = self.engine.full_state_dict()
+        if self.env.is_main:
+            final = save_model(self.policy, self.tokenizer, self.out / "final", final_state)
+            self.metrics.event(
+                "done", step=config.batch.steps, final=str(final), weights_version=self.state.weights_version
+            )
+        self.metrics.close()
+        self.link.close()
+        return losses
+
+
+def run_grpo(config: GrpoConfig) -> list[float]:
+    """Sets up the process group, runs GRPO, and leaves cleanly."""
+    env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
+    try:
+        if config.rollout.questions_per_step % env.world_size:
+            raise ValueError(
+                f"rollout.questions_per_step {config.rollout.questions_per_step} does not split "
+                f"over {env.world_size} processes"
+            )
+        if env.is_main:
+            log.info("effective config:\n%s", dump_config(config))
+        return GrpoRun(config, env).run()
+    finally:
+        finish_distributed()
