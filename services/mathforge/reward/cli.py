@@ -60,18 +60,20 @@ def _label(args: argparse.Namespace, rest: list[str]) -> int:
     except (OSError, ValueError) as exc:
         print(f"mathforge reward label: {exc}", file=sys.stderr)
         return 2
-    with SamplerClient(args.sampler, timeout_s=args.timeout_s) as sampler:
+    sampler = SamplerClient(args.sampler, timeout_s=args.timeout_s)
+    try:
         complete = sampler_completer(sampler, args.temperature, args.max_tokens, args.seed)
         given = [Solution(r["question"], r["response"], str(r["reference"])) for r in rows if "response" in r]
         open_questions = [(r["question"], str(r["reference"])) for r in rows if "response" not in r]
         solutions = given + sample_solutions(
             open_questions, complete, args.solutions_per_question, args.batch_prompts
         )
-        examples = (
-            outcome_labels(solutions)
-            if args.kind == "orm"
-            else label_solutions(solutions, complete, settings)
-        )
+        if args.kind == "orm":
+            examples = outcome_labels(solutions)
+        else:
+            examples = label_solutions(solutions, complete, settings)
+    finally:
+        sampler.close()
     write_examples(args.output, examples, args.kind)
     good = sum(1 for e in examples if e.labels[-1] >= 0.5)
     print(f"labelled {len(examples)} solutions ({good} with a right final answer) -> {args.output}")
