@@ -13,7 +13,7 @@ from mathforge.training.metrics import TrainMetrics
 class _Gateway(http.server.BaseHTTPRequestHandler):
     received: list[tuple[str, str]] = []
 
-    def do_PUT(self):  # noqa: N802 - the http.server handler name
+    def do_PUT(self):
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
         _Gateway.received.append((self.path, body))
         self.send_response(200)
