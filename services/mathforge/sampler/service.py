@@ -58,6 +58,9 @@ class Config(ServiceConfig):
     default_max_tokens: int = option(256, "new tokens per completion when a request sets max_tokens 0")
     max_stop_strings: int = option(16, "most stop strings per request")
     max_batch_rows: int = option(512, "transformers: most sample rows decoded together in one micro-batch")
+    batch_wait_ms: float = option(
+        2.0, "transformers: how long a request finding the decoder idle waits for others to batch with"
+    )
     torch_threads: int = option(0, "transformers: torch intra-op threads (0 = torch's default)")
     tensor_parallel_size: int = option(1, "vllm: GPUs one engine spans (tensor parallel)")
     gpu_memory_utilization: float = option(0.9, "vllm: share of GPU memory the engine may take")
@@ -84,6 +87,8 @@ class Config(ServiceConfig):
                 raise ConfigError(
                     f"{name} {getattr(self, name)} must be at least 1 (--{name.replace('_', '-')})"
                 )
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise ConfigError(f"batch_wait_ms {self.batch_wait_ms} must be in [0, 1000] (--batch-wait-ms)")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"gpu_memory_utilization {self.gpu_memory_utilization} must be in (0, 1]")
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -114,6 +119,7 @@ def build_backend(config: Config) -> SamplerBackend:
         config.seed,
         config.max_batch_rows,
         config.torch_threads,
+        config.batch_wait_ms / 1000,
     )
 
 

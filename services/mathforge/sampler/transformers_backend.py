@@ -32,6 +32,18 @@ from mathforge.sampler.batcher import DecodeWorker, PendingJob
 from mathforge.sampler.decoding import DecodeRequest, decode_batch
 
 
+def load_owned(path: str, dtype: str, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """load_model, with every tensor copied out of the memory-mapped safetensors file, so a read
+    error shows up now (while the old weights still serve) rather than mid-generation, and the
+    model no longer depends on the file once it serves."""
+    model, tokenizer = load_model(path, dtype, device)
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.device.type == "cpu":
+                tensor.data = tensor.data.clone()
+    return model, tokenizer
+
+
 def checkpoint_bytes(path: str | Path) -> int:
     """Bytes of the safetensors weight files in a checkpoint directory."""
     return sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
@@ -52,11 +64,13 @@ class TransformersBackend(SamplerBackend):
         seed: int = 0,
         max_batch_rows: int = 256,
         torch_threads: int = 0,
+        batch_wait_s: float = 0.0,
     ):
         self.model_path, self.preset, self.dtype, self.device = model_path, preset, dtype, device
         self.seed = seed
         self.max_batch_rows = max_batch_rows
         self.torch_threads = torch_threads
+        self.batch_wait_s = batch_wait_s
         self.random_weights = not model_path
         self.worker: DecodeWorker | None = None
         self.eos_ids: set[int] = set()
@@ -65,7 +79,7 @@ class TransformersBackend(SamplerBackend):
     def _build(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         if self.model_path:
             try:
-                return load_model(self.model_path, self.dtype, self.device)
+                return load_owned(self.model_path, self.dtype, self.device)
             except CheckpointError as exc:
                 raise WeightsError(str(exc)) from exc
         tokenizer = default_tokenizer()
@@ -89,13 +103,13 @@ class TransformersBackend(SamplerBackend):
         self.max_model_len = int(model.config.max_position_embeddings)
         self.vocab_size = int(model.config.vocab_size)
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.worker = DecodeWorker(self._run_batch, self.max_batch_rows)
+        self.worker = DecodeWorker(self._run_batch, self.max_batch_rows, self.batch_wait_s)
         return model
 
     async def stage_weights(self, path: str) -> StagedWeights:
         started = time.perf_counter()
         try:
-            model, tokenizer = await asyncio.to_thread(load_model, path, self.dtype, self.device)
+            model, tokenizer = await asyncio.to_thread(load_owned, path, self.dtype, self.device)
         except CheckpointError as exc:
             raise WeightsError(str(exc)) from exc
         config = model.config
@@ -143,6 +157,7 @@ class TransformersBackend(SamplerBackend):
             "dtype": self.dtype,
             "preset": "" if self.model_path else self.preset,
             "max_batch_rows": str(self.max_batch_rows),
+            "batch_wait_ms": str(self.batch_wait_s * 1000),
             "torch_threads": str(torch.get_num_threads()),
         }
 
