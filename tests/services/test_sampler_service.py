@@ -157,6 +157,16 @@ def test_stream_yields_every_completion_once(client):
     assert {(c.prompt_index, c.sample_index): list(c.token_ids) for c in streamed} == expected
 
 
+def test_stream_of_a_stale_or_bad_request_fails_with_its_status(client):
+    with pytest.raises(grpc.RpcError) as err:
+        list(client.generate_stream(PROMPTS, require_version=5))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not the required 5" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        list(client.generate_stream(PROMPTS, n=100))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 @pytest.mark.parametrize(
     ("kwargs", "code", "names"),
     [
