@@ -112,3 +112,26 @@ def test_eos_ends_a_sample_and_is_kept_with_its_logprob(model, tokenizer):
     assert out[0].finish_reason == "stop"
     assert out[0].token_ids == free.token_ids[:cut]
     assert out[0].logprobs == pytest.approx(free.logprobs[:cut], abs=1e-6)
+
+
+def test_a_request_larger_than_the_batch_is_split_without_changing_any_sample(tokenizer):
+    import asyncio
+
+    from mathforge.sampler.transformers_backend import TransformersBackend
+
+    prompts = [_prompt(tokenizer, text) for text in ("a", "bb", "1+1=", "x y z", "7")]
+    job_settings = SamplingSettings(n=3, temperature=1.0, max_tokens=6, seed=9)
+
+    async def samples(max_rows: int) -> list[tuple[int, int, list[int]]]:
+        backend = TransformersBackend(max_batch_rows=max_rows)
+        model = await backend.start()
+        out: list[Sample] = []
+        job = GenerationJob(prompts, job_settings)
+        await backend.generate(job, model, out.append)
+        await backend.close()
+        assert job.first_token_at is not None
+        return sorted((s.prompt_index, s.sample_index, s.token_ids) for s in out)
+
+    whole, split = asyncio.run(samples(64)), asyncio.run(samples(3))
+    assert [(p, s) for p, s, _ in split] == [(p, s) for p in range(5) for s in range(3)]
+    assert split == whole

@@ -49,6 +49,8 @@ class GenerationJob:
 
     prompts: Sequence[Sequence[int]]
     settings: SamplingSettings
+    #: Index of prompts[0] in the request this job is part of (Sample.prompt_index counts from it).
+    prompt_offset: int = 0
     #: time.monotonic() when the backend sampled this job's first token (set by the backend).
     first_token_at: float | None = None
 

@@ -88,8 +88,9 @@ class _Batch:
             for p_index, prompt in enumerate(request.job.prompts):
                 for s_index in range(settings.n):
                     row_prompt.append(len(prompts))
-                    rng = row_rng(request.seed, p_index, s_index)
-                    self.rows.append(_Row(r_index, p_index, s_index, settings.max_tokens, rng))
+                    place = request.job.prompt_offset + p_index
+                    rng = row_rng(request.seed, place, s_index)
+                    self.rows.append(_Row(r_index, place, s_index, settings.max_tokens, rng))
                 prompts.append(prompt)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         ids, mask = _left_padded(prompts, pad_id)

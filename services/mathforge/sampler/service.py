@@ -87,6 +87,11 @@ class Config(ServiceConfig):
                 raise ConfigError(
                     f"{name} {getattr(self, name)} must be at least 1 (--{name.replace('_', '-')})"
                 )
+        if self.max_batch_rows < self.max_n:
+            raise ConfigError(
+                f"max_batch_rows {self.max_batch_rows} is below max_n {self.max_n}: one prompt's samples "
+                "must fit in a micro-batch (--max-batch-rows)"
+            )
         if not 0 <= self.batch_wait_ms <= 1000:
             raise ConfigError(f"batch_wait_ms {self.batch_wait_ms} must be in [0, 1000] (--batch-wait-ms)")
         if not 0 < self.gpu_memory_utilization <= 1:

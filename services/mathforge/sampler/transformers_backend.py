@@ -135,9 +135,24 @@ class TransformersBackend(SamplerBackend):
 
     # ---- sampling -------------------------------------------------------------------------
     async def generate(self, job: GenerationJob, weights: Any, on_sample: SampleCallback) -> None:
+        """Splits the job into parts of at most max_batch_rows sample rows (whole prompts), so the
+        KV cache of one large request stays bounded; a sample's random stream depends on its
+        prompt index, which the parts keep, so the split does not change any sample."""
         if self.worker is None:
             raise RuntimeError("the transformers backend is not started")
-        await asyncio.wrap_future(self.worker.submit(weights, job, on_sample))
+        per_part = max(1, self.max_batch_rows // job.settings.n)
+        parts = [
+            (start, GenerationJob(job.prompts[start : start + per_part], job.settings, prompt_offset=start))
+            for start in range(0, len(job.prompts), per_part)
+        ]
+        futures = [asyncio.wrap_future(self.worker.submit(weights, part, on_sample)) for _, part in parts]
+        try:
+            await asyncio.gather(*futures)
+        finally:
+            starts = [part.first_token_at for _, part in parts if part.first_token_at is not None]
+            job.first_token_at = min(starts, default=None)
+            for future in futures:
+                future.cancel()
 
     def _run_batch(self, model: PreTrainedModel, jobs: list[PendingJob]) -> None:
         requests = []
