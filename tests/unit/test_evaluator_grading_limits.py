@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mathforge.evaluator import symbolic
@@ -128,3 +129,23 @@ def test_many_threads_share_the_pool() -> None:
     for t in threads:
         t.join(60)
     assert [out[i] for i in range(len(pairs))] == [e for _, _, e in pairs]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "final answer is 1 " * 10000,  # a lazy regex over this is quadratic
+        "the answer is " + " " * 100000 + "7",
+        "\\boxed{" * 20000,
+        "{" * 100000 + "}" * 100000,
+        "答案是" * 50000,
+        "(1," * 30000,
+        "\\frac{" * 3000 + "}" * 3000,
+        "2^" * 3000 + "2",
+    ],
+)
+def test_long_adversarial_outputs_are_graded_within_the_limit(text: str) -> None:
+    started = time.monotonic()
+    verdict = grade(text, "1", FAST)
+    assert isinstance(verdict.equivalent, bool)
+    assert time.monotonic() - started < BUDGET_S

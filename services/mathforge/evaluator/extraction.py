@@ -24,12 +24,11 @@ class Extraction:
 NONE = Extraction("", "none")
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-_FINAL_ANSWER = re.compile(
-    r"final answer is[:\s]*(.+?)\s*\.?\s*I hope it is correct", re.IGNORECASE | re.DOTALL
-)
+_FINAL_ANSWER_START = "final answer is"
+_FINAL_ANSWER_END = "i hope it is correct"
 _THE_ANSWER_IS = re.compile(
     r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*:|答案[是为：:]|答[：:]|所以[，,]?\s*答案[是为])\s*[:：]?\s*"
-    r"(.+?)(?=\n\n|\n(?=[A-Z])|\s*$|\.\s|。)",
+    r"(.+?)(?=\n\n|\n(?=[A-Z])|\Z|\.\s|。)",
     re.IGNORECASE | re.DOTALL,
 )
 _GSM8K = re.compile(r"####\s*([^\n]+)")
@@ -98,7 +97,7 @@ def _braced(text: str, open_index: int) -> tuple[str | None, int]:
 
 
 def _clean_tail(answer: str) -> str:
-    answer = answer.strip()
+    answer = answer.strip().rstrip(".。").strip()
     if len(answer) > 1 and answer[0] == "$" and answer[-1] == "$":
         answer = re.sub(r"(?<!\\)\$", "", answer)  # "$5$;$10$": every blank in its own math span
     answer = re.sub(r"^\$+|(?<!\\)\$+$", "", answer).strip()
@@ -126,6 +125,24 @@ def _from_pattern(pattern: re.Pattern[str], text: str, method: str) -> Extractio
     if inner:
         answer = inner[-1]
     return Extraction(answer, method) if answer else None
+
+
+def _final_answer(text: str) -> Extraction | None:
+    """Minerva's "Final Answer: The final answer is X. I hope it is correct." (the last one).
+
+    Searched with rfind rather than a lazy regex, which is quadratic on text repeating the opening.
+    """
+    lower = text.lower()
+    end = lower.rfind(_FINAL_ANSWER_END)
+    if end < 0:
+        return None
+    start = lower.rfind(_FINAL_ANSWER_START, 0, end)
+    if start < 0:
+        return None
+    answer = _clean_tail(text[start + len(_FINAL_ANSWER_START) : end].strip().lstrip(":").strip())
+    inner = find_boxes(answer)
+    answer = inner[-1] if inner else answer
+    return Extraction(answer, "final_answer") if answer else None
 
 
 def extract_choice(text: str) -> Extraction | None:
@@ -202,10 +219,9 @@ def _extract(text: str, policy: GradingPolicy) -> Extraction:
         if found:
             return Extraction(found.answer.replace(",", ""), "gsm8k")
     if fmt == "auto":
-        for pattern, method in ((_FINAL_ANSWER, "final_answer"), (_THE_ANSWER_IS, "the_answer_is")):
-            found = _from_pattern(pattern, text, method)
-            if found:
-                return found
+        found = _final_answer(text) or _from_pattern(_THE_ANSWER_IS, text, "the_answer_is")
+        if found:
+            return found
         if looks_bare(text):
             return Extraction(_clean_tail(text), "bare")
     found = _last_number(text) if policy.last_number_fallback else None
