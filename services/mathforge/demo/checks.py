@@ -1,0 +1,76 @@
+"""What the demo must show (issue 11), checked on its own numbers and said plainly.
+
+checks = demo_checks(report, config.checks)    # [Check(name, passed, detail), ...]
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mathforge.demo.config import ChecksConfig
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def demo_checks(report: dict[str, Any], wanted: ChecksConfig) -> list[Check]:
+    """The recall, RL-gain, maj@k and pass@k checks over a report's numbers."""
+    checks: list[Check] = []
+    last = report["recall_rounds"][-1]
+    recall, precision = float(last.get("recall", 0.0)), float(last.get("precision", 0.0))
+    checks.append(
+        Check(
+            "recall",
+            recall >= wanted.min_recall and precision >= wanted.min_precision,
+            f"last round (round {last['round']}): recall {recall:.3f} (>= {wanted.min_recall}), "
+            f"precision {precision:.3f} (>= {wanted.min_precision})",
+        )
+    )
+    accuracy = report["accuracy"]
+    problems = int(report.get("held_out_problems", 0))
+    gain = accuracy["rl"] - accuracy["sft"]
+    checks.append(
+        Check(
+            "rl_beats_sft",
+            gain >= wanted.min_rl_gain - 1e-9 and problems >= 200,
+            f"greedy accuracy RL {accuracy['rl']:.3f} vs SFT {accuracy['sft']:.3f}: "
+            f"{100 * gain:+.1f} points (>= {100 * wanted.min_rl_gain:+.1f}) on {problems} held-out problems "
+            f"(>= 200)",
+        )
+    )
+    for stage in ("sft", "rl"):
+        majority = report["maj_at_k"][stage]
+        ks = sorted(majority, key=int)
+        values = [majority[k] for k in ks]
+        rising = values[-1] > values[0] and all(b >= a - 0.02 for a, b in itertools.pairwise(values))
+        checks.append(
+            Check(
+                f"maj_at_k_rises_{stage}",
+                rising,
+                f"{stage} maj@k for k = {', '.join(ks)}: {', '.join(f'{v:.3f}' for v in values)} "
+                "(rises from k=1 to the largest k, never dropping more than 0.02 on the way)",
+            )
+        )
+    below = [
+        f"{stage} k={k}"
+        for stage, by_k in report["pass_at_k"].items()
+        for k, value in by_k.items()
+        if value < report["maj_at_k"][stage][k] - 1e-9
+    ]
+    checks.append(
+        Check(
+            "pass_at_k_at_least_maj_at_k",
+            not below,
+            "pass@k >= maj@k for every stage and k" if not below else f"pass@k < maj@k at {', '.join(below)}",
+        )
+    )
+    return checks
