@@ -59,6 +59,17 @@ latex_atoms = st.sampled_from(
         "#### ",
         "The answer is ",
         " ",
+        "secs",
+        "s",
+        "in",
+        "m",
+        "min",
+        "个",
+        "°",
+        "^\\circ",
+        "\\mbox{",
+        "\\%",
+        "\\$",
     ]
 )
 latex_like = st.lists(latex_atoms, max_size=30).map("".join)

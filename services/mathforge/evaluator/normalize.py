@@ -33,7 +33,9 @@ _UNIT_WORDS = (
 )
 UNIT_WORD = re.compile(rf"(?:{_UNIT_WORDS})", re.IGNORECASE)
 _TRAILING_UNIT = re.compile(
-    rf"^(.*?[\d}}])\s*(?:(?:{_UNIT_WORDS})(?:\^\{{?[23]\}}?|\^[23]|²|³)?\.?\s*)+$", re.IGNORECASE
+    # \b after each word: "secs" must not also split as "sec" + "s" (exponential backtracking)
+    rf"^(.*?[\d}}])\s*(?:(?:{_UNIT_WORDS})\b(?:\^\{{?[23]\}}?|\^[23]|²|³)?\.?\s*)+$",
+    re.IGNORECASE,
 )
 _CJK_TAIL = re.compile(r"^(.*?[\d}%])\s*[\u4e00-\u9fff][\u4e00-\u9fff（）()/／]*$")
 _CJK_HEAD = re.compile(r"^[\u4e00-\u9fff：:，,]*?(?=[-+\d\\(\[{.])")
