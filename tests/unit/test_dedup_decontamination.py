@@ -121,3 +121,22 @@ def test_math_text_sharing_only_common_formulas_is_clean(real_index):
         "设等差数列的首项为a，公差为d，则第n项为a+(n-1)d，前n项和为n(2a+(n-1)d)/2。",
     ]
     assert [real_index.find(t) for t in texts] == [[]] * len(texts)
+
+
+@pytest.mark.parametrize("sorted_probe", [False, True])
+def test_batched_matching_equals_one_text_at_a_time_and_never_spans_two_texts(monkeypatch, sorted_probe):
+    if sorted_probe:  # the path large tables take
+        monkeypatch.setattr("mathforge.dedup.decontam._SORT_QUERIES_ABOVE", 0)
+    words = [f"word{i}" for i in range(12)]
+    index = _index({"long": " ".join(words), "short": "alpha beta gamma"})
+    texts = [
+        "clean text " * 20,
+        "x " + " ".join(words[:10]),
+        " ".join(words[:5]),  # this text ends with the first half of a 10-gram ...
+        " ".join(words[5:10]) + " and alpha",  # ... and this one starts with the second half
+        "beta gamma alpha beta gamma",
+        "",
+    ]
+    batched = index.find_many(texts)
+    assert batched == [index.find(t) for t in texts]
+    assert [bool(m) for m in batched] == [False, True, False, False, True, False]

@@ -85,6 +85,17 @@ def test_minhash_estimate_tracks_exact_jaccard():
     assert np.abs(diffs).mean() < 0.05
 
 
+def test_batched_signatures_equal_signatures_one_document_at_a_time():
+    hasher = MinHasher()
+    texts = ["", "one", "a b c", " ".join(f"w{i}" for i in range(40)), "x y z w v u", "小红有5个苹果"]
+    long_texts = [" ".join(f"d{d}w{i}" for i in range(400)) for d in range(100)]  # > one numpy chunk
+    token_lists = [NORM.tokens(t) for t in texts + long_texts + texts]
+    batched = hasher.signatures(token_lists)
+    single = np.vstack([hasher.signatures([tokens]) for tokens in token_lists])
+    assert (batched == single).all()
+    assert (batched[0] == 0xFFFFFFFF).all() and not (batched[1] == 0xFFFFFFFF).all()
+
+
 def test_s_curve_of_the_defaults_favours_recall_and_verification_removes_far_pairs():
     assert candidate_probability(0.85, 16, 8) > 0.99
     assert candidate_probability(0.5, 16, 8) < 0.07

@@ -138,3 +138,5 @@ def test_compact_map_stays_correct_across_flushes_and_merges():
     assert len(compact._runs) <= 6 and compact.nbytes >= 12 * 28000
     for key in rng.integers(0, 5100, 300).tolist():
         assert compact.get(np.array([key], dtype=np.uint64)) == sorted(reference.get(key, []))
+    queries = rng.integers(0, 5100, (50, 4)).astype(np.uint64)
+    assert compact.get_many(queries) == [compact.get(row) for row in queries]

@@ -61,6 +61,42 @@ class CompactMultiMap:
                 found.extend(self._buffer.get(key, ()))
         return sorted(set(found))
 
+    def get_many(self, keys: np.ndarray) -> list[list[int]]:
+        """For each row of a (rows, k) key matrix, the values under any of its keys (as `get`)."""
+        rows, values = self.lookup_pairs(keys)
+        found: list[list[int]] = [[] for _ in range(keys.shape[0])]
+        for row, value in zip(rows.tolist(), values.tolist(), strict=True):
+            found[row].append(value)
+        return found
+
+    def lookup_pairs(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All distinct (row, value) pairs where a key of row `row` of the (rows, k) key matrix maps
+        to `value`, sorted by row then value: the batched LSH query, vectorised per run."""
+        width = keys.shape[1] if keys.ndim == 2 else 1
+        flat = keys.reshape(-1)
+        self._flush()  # recent inserts become a (small) run, so every lookup is vectorised
+        # Sorted queries make searchsorted walk each run forward instead of jumping around it.
+        order = np.argsort(flat)
+        queries = flat[order]
+        rows_found: list[np.ndarray] = []
+        values_found: list[np.ndarray] = []
+        for keys_run, values_run in self._runs:
+            position = np.minimum(np.searchsorted(keys_run, queries), len(keys_run) - 1)
+            hit = np.flatnonzero(keys_run[position] == queries)
+            position = position[hit]
+            while len(hit):  # a key can hold several values: walk forward while it repeats
+                rows_found.append(order[hit] // width)
+                values_found.append(values_run[position])
+                position = position + 1
+                more = position < len(keys_run)
+                hit, position = hit[more], position[more]
+                more = keys_run[position] == queries[hit]
+                hit, position = hit[more], position[more]
+        if not rows_found:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        pairs = np.unique(np.concatenate(rows_found).astype(np.int64) << 32 | np.concatenate(values_found))
+        return pairs >> 32, pairs & 0xFFFFFFFF
+
     def _flush(self) -> None:
         if not self._buffer:
             return

@@ -35,6 +35,8 @@ from mathforge.dedup.normalize import TextNormalizer
 
 # Texts hashed together in one pass of the fast path.
 _BATCH = 256
+# Tables larger than this (keys) are probed with sorted windows.
+_SORT_QUERIES_ABOVE = 65536
 
 
 class BenchmarkRecord(Protocol):
@@ -180,11 +182,21 @@ class BenchmarkIndex:
             windows = hasher.windows(n)
             if len(windows) == 0 or len(keys) == 0:
                 continue
-            pos = np.searchsorted(keys, windows)
-            np.minimum(pos, len(keys) - 1, out=pos)
-            found = np.flatnonzero(keys[pos] == windows)
+            if len(keys) > _SORT_QUERIES_ABOVE:
+                # Sorted queries walk a large table forward (cache-friendly); matches are rare, so
+                # their positions are found again only when there are some.
+                ordered = np.sort(windows)
+                at = np.minimum(np.searchsorted(keys, ordered), len(keys) - 1)
+                matched = ordered[keys[at] == ordered]
+                if len(matched) == 0:
+                    continue
+                found = np.flatnonzero(np.isin(windows, matched))
+            else:
+                at = np.minimum(np.searchsorted(keys, windows), len(keys) - 1)
+                found = np.flatnonzero(keys[at] == windows)
             found = found[text_of[found] == text_of[found + n - 1]]
-            for first, owner in zip(found.tolist(), owners[pos[found]].tolist(), strict=True):
+            pos = np.searchsorted(keys, windows[found])
+            for first, owner in zip(found.tolist(), owners[pos].tolist(), strict=True):
                 text = int(text_of[first])
                 hits[text].append((first - int(text_start[text]), n, owner))
         return hits

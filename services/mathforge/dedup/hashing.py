@@ -13,7 +13,6 @@ The splitmix64 finaliser then spreads the bits.
 
 from __future__ import annotations
 
-import re
 import threading
 
 import numpy as np
@@ -23,7 +22,6 @@ _MASK = (1 << 64) - 1
 BYTE_BASE = 0x9E3779B97F4A7C15
 TOKEN_BASE = 0xC2B2AE3D27D4EB4F
 U64 = np.uint64
-_WHITESPACE = re.compile(r"\s+")
 
 
 class _Powers:
@@ -88,7 +86,8 @@ def token_hashes(tokens: list[str]) -> np.ndarray:
     tokens must not contain NUL."""
     if not tokens:
         return np.empty(0, dtype=U64)
-    joined = _WHITESPACE.sub("", "\x00".join(tokens) + "\x00")
+    # str.split() splits on the same whitespace as the regexes' \s, and is much faster than re.sub.
+    joined = "".join(("\x00".join(tokens) + "\x00").split())
     data = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
     ends = np.flatnonzero(data == 0)
     starts = np.empty_like(ends)

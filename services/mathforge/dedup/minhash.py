@@ -23,12 +23,13 @@ candidates, none survive verification). docs/dedup.md has the table.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from mathforge.dedup.hashing import U64, mix64, token_hashes, window_hashes
+from mathforge.dedup.hashing import U64, WindowHasher, mix64, token_hashes
 
 EMPTY = np.uint32(0xFFFFFFFF)
 # Shingles per numpy pass: bounds the (num_perm x shingles) temporary at 128 x 32768 x 4 B = 16 MB.
@@ -74,35 +75,50 @@ class MinHasher:
         self._row_weights = np.cumprod(np.full(rows, 0x9FB21C651E98DF25, dtype=U64), dtype=U64)
         self._band_salts = np.arange(1, bands + 1, dtype=U64) * U64(_BAND_SALT)
 
-    def shingles(self, tokens: Sequence[str]) -> np.ndarray:
-        """Hashes of the document's word shingles (the whole text is one shingle when it is shorter)."""
-        hashes = token_hashes(list(tokens))
-        if len(hashes) == 0:
-            return hashes
-        shingles = window_hashes(hashes, min(self.shingle_size, len(hashes)))
-        return (shingles >> U64(32)).astype(np.uint32)
+    def batch_shingles(self, token_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """The shingle hashes of all documents, concatenated in order, and each document's count.
+
+        All tokens of the batch are hashed in one pass; windows that straddle two documents are
+        dropped. A document shorter than the shingle size is one shingle of all its tokens.
+        """
+        sizes = np.array([len(t) for t in token_lists], dtype=np.int64)
+        hasher = WindowHasher(token_hashes(list(itertools.chain.from_iterable(token_lists))))
+        k = self.shingle_size
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        windows = hasher.windows(k)
+        doc_of = np.repeat(np.arange(len(sizes)), sizes)
+        valid = np.flatnonzero(doc_of[: len(windows)] == doc_of[k - 1 :]) if len(windows) else windows
+        counts = np.maximum(sizes - k + 1, 0)
+        shingles = windows[valid] if len(windows) else np.empty(0, dtype=U64)
+        short = np.flatnonzero((sizes > 0) & (sizes < k))
+        if len(short):  # rare: splice in one whole-document shingle per short document
+            pieces = np.split(shingles, np.cumsum(counts)[:-1])
+            for i in short.tolist():
+                pieces[i] = hasher.windows(int(sizes[i]))[starts[i] : starts[i] + 1]
+                counts[i] = 1
+            shingles = np.concatenate(pieces) if pieces else shingles
+        return (mix64(shingles) >> U64(32)).astype(np.uint32), counts
 
     def signatures(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """A (documents, num_perm) uint32 matrix of MinHash signatures."""
-        return self.signatures_of_shingles([self.shingles(t) for t in token_lists])
+        shingles, counts = self.batch_shingles(token_lists)
+        return self.sign(shingles, counts)
 
-    def signatures_of_shingles(self, shingle_sets: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.full((len(shingle_sets), self.num_perm), EMPTY, dtype=np.uint32)
+    def sign(self, shingles: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Signatures of documents given their concatenated shingle hashes and per-document counts."""
+        out = np.full((len(counts), self.num_perm), EMPTY, dtype=np.uint32)
+        ends = np.cumsum(counts)
+        begins = ends - counts
         start = 0
-        while start < len(shingle_sets):
-            stop, total = start, 0
-            while stop < len(shingle_sets) and (
-                stop == start or total + len(shingle_sets[stop]) <= _CHUNK_SHINGLES
-            ):
-                total += len(shingle_sets[stop])
-                stop += 1
-            group = [i for i in range(start, stop) if len(shingle_sets[i])]
-            if group:
-                joined = np.concatenate([shingle_sets[i] for i in group])
-                offsets = np.cumsum([0] + [len(shingle_sets[i]) for i in group[:-1]])
+        while start < len(counts):
+            # Documents [start, stop) with at most _CHUNK_SHINGLES shingles (at least one document).
+            stop = max(start + 1, int(np.searchsorted(ends, begins[start] + _CHUNK_SHINGLES, side="right")))
+            group = start + np.flatnonzero(counts[start:stop] > 0)
+            if len(group):
+                joined = shingles[begins[start] : ends[stop - 1]]
                 permuted = self._a * joined[None, :]
                 permuted += self._b
-                out[group] = np.minimum.reduceat(permuted, offsets, axis=1).T
+                out[group] = np.minimum.reduceat(permuted, begins[group] - begins[start], axis=1).T
             start = stop
         return out
 

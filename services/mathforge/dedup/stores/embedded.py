@@ -138,50 +138,82 @@ class EmbeddedStore(DedupStore):
         log.info("dedup store %s: %d documents", self.path, len(self._ids))
 
     # ---- lookups --------------------------------------------------------------------------
-    def _signature(self, number: int) -> np.ndarray:
-        return self._blocks[number // _BLOCK][number % _BLOCK]
+    def _signatures(self, numbers: np.ndarray) -> np.ndarray:
+        """The signatures of many indexed documents, gathered block by block."""
+        out = np.empty((len(numbers), self.settings.num_perm), dtype=np.uint32)
+        blocks = numbers // _BLOCK
+        for block in np.unique(blocks).tolist():
+            rows = np.flatnonzero(blocks == block)
+            out[rows] = self._blocks[block][numbers[rows] % _BLOCK]
+        return out
 
-    def _lookup(
-        self,
-        fp: Fingerprint,
-        pending: list[Fingerprint],
-        pending_exact: dict[int, int],
-        pending_bands: dict[int, list[int]],
-    ) -> StoreVerdict:
-        exact = self._exact.get(np.array([fp.exact_key], dtype=np.uint64))
-        if exact:
-            return StoreVerdict(exact_duplicate_of=self._ids[exact[0]])
-        if fp.exact_key in pending_exact:
-            return StoreVerdict(exact_duplicate_of=pending[pending_exact[fp.exact_key]].id)
-        if len(fp.band_keys) == 0:
-            return StoreVerdict()
-        best_id, best = "", -1.0
-        candidates = self._bands.get(fp.band_keys)
-        if candidates:
-            sigs = np.stack([self._signature(n) for n in candidates])
-            scores = np.count_nonzero(sigs == fp.signature, axis=1) / self.settings.num_perm
-            top = int(np.argmax(scores))
-            best_id, best = self._ids[candidates[top]], float(scores[top])
-        for slot in sorted({s for key in fp.band_keys.tolist() for s in pending_bands.get(key, ())}):
-            score = np.count_nonzero(pending[slot].signature == fp.signature) / self.settings.num_perm
-            if score > best:
-                best_id, best = pending[slot].id, float(score)
-        if best_id and self.policy.accepts(best):
-            return StoreVerdict(near_duplicate_of=best_id, jaccard=best)
+    def _index_lookup(self, prints: Sequence[Fingerprint]) -> list[tuple[str, str, float]]:
+        """For each document: (exact duplicate id, best LSH candidate id, its estimated Jaccard),
+        against the index as it is, looked up and scored for the whole batch at once."""
+        count = len(prints)
+        exact_rows, exact_values = self._exact.lookup_pairs(
+            np.array([[fp.exact_key] for fp in prints], dtype=np.uint64)
+        )
+        exact = np.full(count, -1, dtype=np.int64)
+        first_rows, first_index = np.unique(exact_rows, return_index=True)
+        exact[first_rows] = exact_values[first_index]  # the oldest document with that text
+        best = np.full(count, -1, dtype=np.int64)
+        best_score = np.full(count, -1.0)
+        banded = np.array(
+            [i for i, fp in enumerate(prints) if len(fp.band_keys) and exact[i] < 0], dtype=np.int64
+        )
+        if len(banded):
+            rows, numbers = self._bands.lookup_pairs(np.stack([prints[i].band_keys for i in banded.tolist()]))
+            if len(rows):
+                rows = banded[rows]
+                queries = np.stack([fp.signature for fp in prints])
+                scores = (
+                    np.count_nonzero(self._signatures(numbers) == queries[rows], axis=1)
+                    / self.settings.num_perm
+                )
+                # Per document, the highest score; among equals the oldest document.
+                order = np.lexsort((numbers, -scores, rows))
+                top_rows, top_index = np.unique(rows[order], return_index=True)
+                best[top_rows] = numbers[order][top_index]
+                best_score[top_rows] = scores[order][top_index]
+        ids = self._ids
+        return [
+            (ids[e] if e >= 0 else "", ids[b] if b >= 0 else "", s)
+            for e, b, s in zip(exact.tolist(), best.tolist(), best_score.tolist(), strict=True)
+        ]
+
+    def _verdict(self, index_hit: tuple[str, str, float]) -> StoreVerdict:
+        exact_id, near_id, score = index_hit
+        if exact_id:
+            return StoreVerdict(exact_duplicate_of=exact_id)
+        if near_id and self.policy.accepts(score):
+            return StoreVerdict(near_duplicate_of=near_id, jaccard=score)
         return StoreVerdict()
 
     def check(self, prints: Sequence[Fingerprint]) -> list[StoreVerdict]:
         with self._lock:
-            return [self._lookup(fp, [], {}, {}) for fp in prints]
+            return [self._verdict(hit) for hit in self._index_lookup(prints)] if prints else []
 
     def check_and_insert(self, prints: Sequence[Fingerprint]) -> list[StoreVerdict]:
+        """As `check`, plus documents inserted earlier in the same batch count as indexed."""
         with self._lock:
+            if not prints:
+                return []
             verdicts: list[StoreVerdict] = []
             pending: list[Fingerprint] = []
             pending_exact: dict[int, int] = {}
             pending_bands: dict[int, list[int]] = {}
-            for fp in prints:
-                verdict = self._lookup(fp, pending, pending_exact, pending_bands)
+            for fp, (exact_id, near_id, score) in zip(prints, self._index_lookup(prints), strict=True):
+                if not exact_id and fp.exact_key in pending_exact:
+                    exact_id = pending[pending_exact[fp.exact_key]].id
+                if not exact_id and pending_bands:
+                    for slot in {s for key in fp.band_keys.tolist() for s in pending_bands.get(key, ())}:
+                        other = (
+                            np.count_nonzero(pending[slot].signature == fp.signature) / self.settings.num_perm
+                        )
+                        if other > score:
+                            near_id, score = pending[slot].id, other
+                verdict = self._verdict((exact_id, near_id, score))
                 if not (verdict.exact_duplicate_of or verdict.near_duplicate_of):
                     verdict.inserted = True
                     pending_exact[fp.exact_key] = len(pending)
