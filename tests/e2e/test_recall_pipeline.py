@@ -15,7 +15,8 @@ from mathforge.cli import main
 @pytest.fixture(scope="module")
 def unattended(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("recall")
-    assert main(["data", "recall", "--generate", "5000", "--out", str(out)]) == 0
+    # A smaller web than the demo's 20,000 pages needs more epochs to learn each style as well.
+    assert main(["data", "recall", "--generate", "8000", "--out", str(out), "train.epoch=15"]) == 0
     return out
 
 

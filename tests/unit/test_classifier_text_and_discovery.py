@@ -87,3 +87,10 @@ def test_malformed_approvals_line_is_named(tmp_path: Path) -> None:
     path.write_text("+ ok.example/a\napprove this one\n")
     with pytest.raises(ValueError, match=r"approvals.txt:2: expected"):
         read_approvals(path)
+
+
+def test_a_path_is_proposed_only_when_richer_than_its_domain() -> None:
+    pages = _pages("blog.example", "posts", 100, 16) + _pages("blog.example", "users", 100, 11)
+    report = discover_domains(pages, domain_share=0.10, min_prefix_pages=5, min_prefix_share=0.1)
+    assert report.math_domains == ["blog.example"]  # 27 of 200 collected
+    assert [p.prefix for p in report.proposals] == ["blog.example/posts"]  # users: 11% < the domain's 13.5%

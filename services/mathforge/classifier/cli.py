@@ -31,7 +31,7 @@ from mathforge.data_cli import group
 #: The miniature preset used with --generate when no --config is given (configs/tiny/recall.yaml).
 TINY_PRESET: dict[str, Any] = {
     "auto_approve": True,
-    "train": {"dim": 32, "epoch": 15, "bucket": 1 << 17, "min_count": 2},
+    "train": {"dim": 32, "epoch": 10, "bucket": 1 << 17, "min_count": 2},
 }
 
 

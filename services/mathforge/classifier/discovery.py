@@ -4,7 +4,9 @@ pages, propose their math URL paths, and read the approvals a person made.
 A domain is math-related when more than `domain_share` (paper: 10%) of its pages were collected.
 Within such a domain, path prefixes ("site.example/questions") are ranked by how many collected
 pages they hold; those holding at least `min_prefix_pages` collected pages and a collected share of
-at least `min_prefix_share` are proposed. Proposals go to an approvals file that a person edits:
+at least `min_prefix_share` and at least the domain's own share are proposed (a math path is richer
+in collected pages than its domain as a whole; a profile or shop path is poorer). Proposals go to an
+approvals file that a person edits:
 
     ? homeworkhelp1.example/questions   # 412 of 1630 pages collected (25%)   <- pending
     + proofexchange1.example/questions                                          <- approved
@@ -86,7 +88,7 @@ def discover_domains(
     domain_share: float = 0.10,
     prefix_depth: int = 1,
     min_prefix_pages: int = 5,
-    min_prefix_share: float = 0.2,
+    min_prefix_share: float = 0.1,
 ) -> DomainReport:
     """Groups (url, collected) pairs by domain and path prefix and flags math-related domains."""
     domains: dict[str, DomainStats] = {}
@@ -103,9 +105,9 @@ def discover_domains(
         stats.math_related = stats.share > domain_share
         stats.prefixes = sorted(prefixes[domain].values(), key=lambda p: (-p.collected, p.prefix))
         for p in stats.prefixes:
-            p.proposed = (
-                stats.math_related and p.collected >= min_prefix_pages and p.share >= min_prefix_share
-            )
+            # A math path holds a larger share of collected pages than its domain as a whole.
+            floor = max(min_prefix_share, stats.share)
+            p.proposed = stats.math_related and p.collected >= min_prefix_pages and p.share >= floor
     ordered = sorted(domains.values(), key=lambda d: (-d.share, d.domain))
     return DomainReport(ordered)
 

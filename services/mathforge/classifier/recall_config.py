@@ -27,7 +27,7 @@ class RecallConfig:
     keep_tokens: int = 0  # §1 kept the top 40B tokens in round 1; 0 = use keep_threshold
     prefix_depth: int = 1  # ours: URL path segments in a proposed prefix
     min_prefix_pages: int = 5  # ours: collected pages a prefix needs to be proposed
-    min_prefix_share: float = 0.2  # ours: collected share a prefix needs to be proposed
+    min_prefix_share: float = 0.1  # ours: least collected share of a proposed prefix (and >= its domain's)
     auto_approve: bool = False  # §1: people annotate the math paths; true approves proposals unattended
     score_batch: int = 4096  # ours: documents per predict call while scoring the corpus
     seed: int = 0

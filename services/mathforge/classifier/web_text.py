@@ -156,10 +156,10 @@ def mixed(
     extra: Callable[[], str],
     extra_share: float,
 ) -> str:
-    """Sentences of `topic`; with probability 0.8 * density a sentence is formal math instead."""
+    """Sentences of `topic`; with probability `density` a sentence is formal math instead."""
     parts = []
     for _ in range(count):
-        if rng.random() < 0.8 * density:
+        if rng.random() < density:
             parts.append(sentences(rng, FORMAL, 1, lambda: latex(rng), 0.7))
         else:
             parts.append(sentences(rng, topic, 1, extra, extra_share))
@@ -190,7 +190,7 @@ def olympiad_math(rng: random.Random) -> tuple[str, str]:
 
 def homework_math(rng: random.Random) -> tuple[str, str]:
     # Plain words about everyday things: close to shops, recipes and forums for a bag of words.
-    density = rng.random() ** 1.5
+    density = rng.random()
     a, b, c = rng.randint(2, 20), rng.randint(2, 12), rng.randint(3, 60)
     thing = rng.choice(EVERYDAY)
     opener = rng.choice(
@@ -216,15 +216,16 @@ def stats_blog(rng: random.Random) -> tuple[str, str]:
 
 
 def chinese_math(rng: random.Random) -> tuple[str, str]:
-    density = rng.random() ** 1.5
+    density = rng.random()
     a, b = rng.randint(1, 9), rng.randint(1, 9)
     parts = []
     for _ in range(rng.randint(4, 8)):
-        phrase = "".join(rng.choice(CN_MATH) for _ in range(rng.randint(6, 14)))
-        if rng.random() < 0.8 * density:
+        phrase = "".join(rng.choice(CN_MATH) for _ in range(rng.randint(3, 8)))
+        # Chinese math pages carry their formulas in LaTeX, the notation the seed shares with them.
+        if rng.random() < 0.2 + 0.8 * density:
             phrase += " " + sentences(rng, FORMAL, 1, lambda: latex(rng), 0.8) + " "
-        elif rng.random() < 0.3:
-            phrase += rng.choice([f" f(x)=x^2+{a}x+{b} ", f" {a}x+{b}=0 "])
+        else:
+            phrase += rng.choice([f" f(x)=x^2+{a}x+{b} ", f" {a}x+{b}=0 ", " " + latex(rng) + " "])
         parts.append(phrase + "。")
     return "数学题" + "".join(rng.choice(CN_MATH) for _ in range(4)), "".join(parts)
 
