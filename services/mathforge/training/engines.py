@@ -156,7 +156,7 @@ class DeepSpeedEngine:
         return None
 
     def save(self, directory: Path) -> None:
-        self.engine.save_checkpoint(str(directory), tag=DEEPSPEED_TAG)
+        self.engine.save_checkpoint(str(directory), tag=DEEPSPEED_TAG, save_latest=False)
 
     def load(self, directory: Path) -> None:
         path, _ = self.engine.load_checkpoint(
