@@ -17,6 +17,7 @@ from mathforge.evaluator.service import Config, create_service
 from mathforge.runtime.clients.evaluator import EvaluatorClient
 from mathforge.runtime.server import ServerThread
 from mathforge.v1 import evaluator_pb2, sampler_pb2, sampler_pb2_grpc
+from prometheus_client import generate_latest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 Verdict = evaluator_pb2.RunProgramResponse.Verdict
@@ -63,7 +64,7 @@ def sampler() -> Iterator[tuple[str, FixedSampler]]:
 
 
 @pytest.fixture(scope="module")
-def evaluator() -> Iterator[EvaluatorClient]:
+def evaluator_server() -> Iterator[ServerThread]:
     config = Config(
         port=0,
         metrics_port=-1,
@@ -77,10 +78,15 @@ def evaluator() -> Iterator[EvaluatorClient]:
         sampler_retry_budget_s=0.5,
     )
     with ServerThread(create_service(config)) as server:
-        client = EvaluatorClient(server.target, timeout_s=60)
-        client.wait_ready(60)
-        yield client
-        client.close()
+        yield server
+
+
+@pytest.fixture(scope="module")
+def evaluator(evaluator_server: ServerThread) -> Iterator[EvaluatorClient]:
+    client = EvaluatorClient(evaluator_server.target, timeout_s=60)
+    client.wait_ready(60)
+    yield client
+    client.close()
 
 
 def test_grade_extract_and_info(evaluator: EvaluatorClient) -> None:
@@ -229,3 +235,13 @@ def test_cli_eval_run_writes_both_reports(
     markdown = (out / "report.md").read_text()
     assert "| acc | 0.6667 |" in markdown and "gsm8k-2" in markdown
     assert re.search(r'"acc": 0\.66', capsys.readouterr().out)
+
+
+def test_work_counters_are_exported(evaluator_server: ServerThread, evaluator: EvaluatorClient) -> None:
+    evaluator.grade_batch([("\\frac{1}{2}", "0.5"), ("7", "7")])
+    evaluator.run_program("print(1)")
+    exposition = generate_latest(evaluator_server.service.registry).decode()
+    graded = re.search(r'mathforge_evaluator_graded_total\{reason="numeric"\} (\d+)', exposition)
+    assert graded and float(graded.group(1)) >= 1
+    assert 'mathforge_evaluator_programs_total{verdict="ok"}' in exposition
+    assert 'mathforge_rpc_requests_total{code="OK",method="/mathforge.v1.Evaluator/GradeBatch"}' in exposition
