@@ -178,3 +178,27 @@ def test_info_reports_model_limits_and_counts(server, client) -> None:
     assert info.details["dim"] == "16"
     scored = server.service.registry.get_sample_value("mathforge_classifier_documents_total")
     assert scored and scored > 0
+
+
+def test_without_a_model_path_the_service_trains_and_serves_a_builtin_model(tmp_path) -> None:
+    config = Config(port=0, metrics_port=-1, builtin_model_dir=str(tmp_path))
+    with ServerThread(create_service(config)) as running, ClassifierClient(running.target) as c:
+        info = c.info()
+        assert info.details["model_source"].startswith("built-in") and not info.random_weights
+        assert Path(info.model).parent == tmp_path
+        math, shop = c.score(
+            [
+                r"Let $G$ be a group. Prove that \frac{1}{n} \sum_k a_k converges.",
+                "Free shipping on cotton shirts, buy 2 get 1 free, 19.99 dollars",
+            ]
+        )
+        assert math > 0.5 > shop
+
+
+def test_config_rejects_a_missing_model_file_and_bad_limits(tmp_path) -> None:
+    from mathforge.runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--model-path"):
+        Config.from_mapping({"model_path": str(tmp_path / "missing.bin")})
+    with pytest.raises(ConfigError, match="max_items 0"):
+        Config.from_mapping({"max_items": 0})

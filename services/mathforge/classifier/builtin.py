@@ -11,13 +11,14 @@ from mathforge.classifier.web import GENERATOR_VERSION, iter_pages
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PAGES = 4000
-BUILTIN_SETTINGS = TrainSettings(dim=32, epoch=15, bucket=1 << 17, min_count=2)
+BUILTIN_PAGES = 2500
+BUILTIN_SETTINGS = TrainSettings(dim=16, epoch=8, bucket=1 << 16, min_count=2)
 
 
 def builtin_model_path(cache_dir: Path) -> Path:
     """Returns the cached built-in model, training it first when it is not there."""
-    path = cache_dir / f"builtin-web{GENERATOR_VERSION}-d{BUILTIN_SETTINGS.dim}-e{BUILTIN_SETTINGS.epoch}.bin"
+    s = BUILTIN_SETTINGS
+    path = cache_dir / f"builtin-web{GENERATOR_VERSION}-p{BUILTIN_PAGES}-d{s.dim}-e{s.epoch}-b{s.bucket}.bin"
     if path.exists():
         return path
     pages = list(iter_pages(BUILTIN_PAGES, seed=0))

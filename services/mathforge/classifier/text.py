@@ -12,13 +12,13 @@ import re
 #: fastText's label prefix; a token starting with it inside a document would read as a label.
 LABEL_PREFIX = "__label__"
 
-# LaTeX commands stay one token (\frac, \int); math symbols and punctuation become their own tokens
-# so "$x^2+1$" yields x ^ 2 + 1 rather than one unique token per formula.
-_SYMBOLS = re.compile(r"(\\[a-zA-Z]+|[$^_{}()\[\]=+\-*/<>|&%#~,.;:!?\"'`]|[\u3000-\u303f\uff00-\uffef])")
-# Chinese is written without spaces: each Han character becomes a token (word n-grams then act as
-# character n-grams).
-_HAN = re.compile(r"([\u4e00-\u9fff\u3400-\u4dbf])")
-_WHITESPACE = re.compile(r"\s+")
+# One pass splits out three kinds of token: LaTeX commands stay whole (\frac, \int); math symbols
+# and punctuation stand alone, so "$x^2+1$" yields x ^ 2 + 1 rather than one token per formula;
+# each Han character is a token, since Chinese is written without spaces (word n-grams then act
+# as character n-grams).
+_TOKENS = re.compile(
+    r"(\\[a-zA-Z]+|[$^_{}()\[\]=+\-*/<>|&%#~,.;:!?\"'`]|[\u3000-\u303f\uff00-\uffef]|[\u4e00-\u9fff\u3400-\u4dbf])"
+)
 
 
 def prepare_text(text: str, max_chars: int = 0) -> str:
@@ -33,6 +33,4 @@ def prepare_text(text: str, max_chars: int = 0) -> str:
     text = text.lower()
     if LABEL_PREFIX in text:
         text = text.replace(LABEL_PREFIX, "label ")
-    text = _SYMBOLS.sub(r" \1 ", text)
-    text = _HAN.sub(r" \1 ", text)
-    return _WHITESPACE.sub(" ", text).strip()
+    return " ".join(_TOKENS.sub(r" \1 ", text).split())
