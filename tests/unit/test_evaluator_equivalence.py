@@ -167,6 +167,11 @@ def test_symbolic_check_decides_what_the_fast_path_cannot() -> None:
     assert verdict.equivalent and verdict.reason == "symbolic"
 
 
+def test_equations_with_the_same_named_side_compare_right_sides() -> None:
+    assert grade("x=3", "x=2").reason == "numeric" and not grade("x=3", "x=2").equivalent
+    assert grade("2x+y=1", "y=1-2x").equivalent  # rearranged equations go to math-verify
+
+
 def test_no_answer_is_not_equivalent() -> None:
     verdict = grade("", "5")
     assert (verdict.equivalent, verdict.reason) == (False, "no_answer")

@@ -149,9 +149,10 @@ def _compare(pred: Answer, gold: Answer, policy: GradingPolicy) -> Decision:
         return _compare_items(pred, gold, policy, ordered=";" in gold.text)
     if pred.kind == "matrix":
         return _compare_items(pred, gold, policy, ordered=True)
-    # both equations: same sides, either way round, else math-verify (it compares equations)
+    # both equations: "x = 3" vs "x = 2" is settled by the right sides; otherwise the same sides,
+    # else math-verify (it compares equations, e.g. "2x + y = 1" vs "y = 1 - 2x")
     lhs_rhs = _compare_items(pred, gold, policy, ordered=True)
-    if lhs_rhs.equal:
+    if lhs_rhs.equal or (pred.items[0].text == gold.items[0].text and is_simple_name(gold.items[0].text)):
         return lhs_rhs
     return _leaf_equal(pred.text, gold.text, policy)
 
