@@ -74,3 +74,26 @@ def test_checkpoint_from_another_world_size_is_refused_with_the_reason(tmp_path)
     state.write_text(json.dumps({**json.loads(state.read_text()), "world_size": 4}))
     with pytest.raises(RuntimeError, match="written by 4 processes but this run has 1"):
         run(tmp_path, steps=4)
+
+
+def test_a_stage_starts_from_init_from_weights_and_tokenizer(tmp_path):
+    from mathforge.models.checkpoint import save_model
+    from mathforge.models.presets import build_model
+    from mathforge.training.trainer import prepare_tokenizer
+
+    tokenizer = default_tokenizer()
+    base = build_model("tiny", len(tokenizer), seed=42)
+    save_model(base, tokenizer, tmp_path / "base")
+    config = config_from_mapping(
+        SftConfig,
+        {
+            "out_dir": str(tmp_path / "sft"),
+            "data": {"synthetic_problems": 4},
+            "model": {"init_from": str(tmp_path / "base")},
+        },
+    )
+    env = init_distributed("cpu")
+    loaded_tokenizer = prepare_tokenizer(config, env, lambda: [])
+    model = prepare_model(config, loaded_tokenizer)
+    assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert model.lm_head.weight.equal(base.lm_head.weight)

@@ -73,7 +73,13 @@ def prepare_tokenizer(
     trained by rank 0 on the data and shared through out_dir."""
     source = config.model.tokenizer or config.model.init_from
     if source:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
+            raise ValueError(f"tokenizer {source} has no bos/eos token; packing needs both")
+        if tokenizer.pad_token_id is None:
+            # Many base-model tokenizers (Llama-style) have none; padding is never a target anyway.
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
     own = Path(config.out_dir) / "tokenizer"
     if env.is_main and not (own / "tokenizer.json").exists():
         build_tokenizer(tokenizer_texts(), vocab_size=config.model.vocab_size, out_dir=own)
