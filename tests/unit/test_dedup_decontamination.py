@@ -49,9 +49,18 @@ def test_benchmark_text_of_3_to_9_grams_matches_only_whole_and_on_word_boundarie
 
 def test_benchmark_text_under_3_grams_is_ignored():
     index = _index({"two": "positive root", "one": "18"})
-    assert not index.loaded or index.ngrams == 0
-    assert index.short_texts == 0
+    assert index.ngrams == 0 and index.short_texts == 0
     assert not index.find("the positive root is 18")
+
+
+def test_a_long_formula_of_under_3_grams_matches_whole_unless_turned_off():
+    question = "Compute: $1-2+3-4+5- \\dots +99-100$."
+    index = _index({"formula": question})
+    (match,) = index.find("Homework: compute $1 - 2 + 3 - 4 + 5 - \\dots + 99 - 100$ please")
+    assert match.item == "formula" and match.span.startswith("compute $1")
+    plain = BenchmarkIndex(min_short_chars=0)
+    plain.add_texts("synthetic", "formula", [question])
+    assert plain.short_texts == 0 and not plain.find(question)
 
 
 def test_cut_removes_exactly_the_matched_segments():
@@ -99,8 +108,8 @@ def test_planted_questions_and_answers_are_caught_also_respaced_and_recased(
     for item in rng.sample(items, 25):
         for field in ("question", "solution"):
             planted = getattr(item, field)
-            if len(real_index.normalizer.tokens(planted)) < 3:
-                continue  # under 3 grams: ignored by the rule (e.g. "Compute: $1-2+3-...-100$.")
+            if not real_index.indexable(real_index.normalizer.tokens(planted)):
+                continue  # too short for the rule (none of GSM8K's or MATH's questions and solutions)
             for variant in (planted, _respace(planted, rng), planted.upper(), _respace(planted.lower(), rng)):
                 text = WEB_BEFORE + variant + WEB_AFTER
                 matches = real_index.find(text)

@@ -85,7 +85,9 @@ def test_minhash_estimate_tracks_exact_jaccard():
     assert np.abs(diffs).mean() < 0.05
 
 
-def test_batched_signatures_equal_signatures_one_document_at_a_time():
+@pytest.mark.parametrize("chunk", [256, 7])
+def test_batched_signatures_equal_signatures_one_document_at_a_time(monkeypatch, chunk):
+    monkeypatch.setattr("mathforge.dedup.minhash._CHUNK_DOCUMENTS", chunk)
     hasher = MinHasher()
     texts = ["", "one", "a b c", " ".join(f"w{i}" for i in range(40)), "x y z w v u", "小红有5个苹果"]
     long_texts = [" ".join(f"d{d}w{i}" for i in range(400)) for d in range(100)]  # > one numpy chunk

@@ -49,6 +49,11 @@ class Config(ServiceConfig):
     min_short_ngrams: int = option(
         3, "benchmark texts of this many to ngram_size-1 grams match whole (PAPER.md §1: 3)"
     )
+    min_short_chars: int = option(
+        20,
+        "benchmark texts under min_short_ngrams grams still match whole if they hold this many characters "
+        "(0 = ignore them all, the plain rule)",
+    )
     index_final_answers: bool = option(
         False, "also index extracted final answers of sets with full solutions"
     )
@@ -85,6 +90,8 @@ class Config(ServiceConfig):
             raise ConfigError(
                 f"min_short_ngrams {self.min_short_ngrams} must be in 1..ngram_size ({self.ngram_size})"
             )
+        if self.min_short_chars < 0:
+            raise ConfigError(f"min_short_chars {self.min_short_chars} must be >= 0")
         if self.unicode_form not in UNICODE_FORMS:
             raise ConfigError(f"unicode_form {self.unicode_form!r} is not one of {', '.join(UNICODE_FORMS)}")
         if self.max_items < 1 or self.max_doc_bytes < 1:
@@ -113,7 +120,11 @@ class Config(ServiceConfig):
 
     def benchmark_index(self) -> BenchmarkIndex:
         return BenchmarkIndex(
-            self.normalizer(), self.ngram_size, self.min_short_ngrams, self.index_final_answers
+            self.normalizer(),
+            ngram_size=self.ngram_size,
+            min_short_ngrams=self.min_short_ngrams,
+            min_short_chars=self.min_short_chars,
+            index_final_answers=self.index_final_answers,
         )
 
     def open_store(self) -> DedupStore:

@@ -9,6 +9,9 @@ The rule: every `ngram_size`-gram (10) of every benchmark question and answer go
 and a text holding any of them is contaminated. A benchmark text of `min_short_ngrams` (3) to
 ngram_size - 1 grams is matched whole, as an exact token sequence (so on word boundaries). Texts of
 fewer than 3 grams (e.g. the final answer "18") are ignored: they would match almost any text.
+One extension: because a formula is one gram here, a text of 1 or 2 grams that holds at least
+`min_short_chars` (20) characters is matched whole too; without it 119 MATH test questions such as
+"Compute: $1-2+3-4+5-\\dots+99-100$." would not be indexed at all (0 = the plain rule).
 
 What counts as an item's "answer" text: its full solution when the benchmark has one (GSM8K's
 worked answer, MATH's solution), else its answer field (CMATH's "golden", Gaokao cloze answers).
@@ -31,7 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from mathforge.dedup.hashing import WindowHasher, token_hashes
-from mathforge.dedup.normalize import TextNormalizer
+from mathforge.dedup.normalize import TextNormalizer, gram_value
 
 # Texts hashed together in one pass of the fast path.
 _BATCH = 256
@@ -81,6 +84,7 @@ class BenchmarkIndex:
         normalizer: TextNormalizer | None = None,
         ngram_size: int = 10,
         min_short_ngrams: int = 3,
+        min_short_chars: int = 20,
         index_final_answers: bool = False,
     ):
         if ngram_size < 2:
@@ -90,6 +94,7 @@ class BenchmarkIndex:
         self.normalizer = normalizer or TextNormalizer()
         self.ngram_size = ngram_size
         self.min_short_ngrams = min_short_ngrams
+        self.min_short_chars = min_short_chars
         self.index_final_answers = index_final_answers
         self.items: list[tuple[str, str]] = []
         self.items_per_benchmark: dict[str, int] = {}
@@ -116,12 +121,21 @@ class BenchmarkIndex:
         self.items.append((benchmark, item_id))
         self.items_per_benchmark[benchmark] = self.items_per_benchmark.get(benchmark, 0) + 1
         for text in texts:
-            hashes = token_hashes(self.normalizer.tokens(text))
-            if len(hashes) < self.min_short_ngrams:
+            tokens = self.normalizer.tokens(text)
+            if not self.indexable(tokens):
                 continue
+            hashes = token_hashes(tokens)
             n = min(len(hashes), self.ngram_size)
             windows = WindowHasher(hashes).windows(n)
             self._pending.setdefault(n, []).append((windows, np.full(len(windows), number, dtype=np.int32)))
+
+    def indexable(self, tokens: list[str]) -> bool:
+        """Whether a benchmark text of these grams goes into the index: min_short_ngrams or more
+        grams, or fewer grams that hold at least `min_short_chars` characters (a formula is one
+        gram, so "Compute: $1-2+3-4+5-\\dots+99-100$." is 2 grams but far from trivial)."""
+        if len(tokens) >= self.min_short_ngrams:
+            return True
+        return bool(self.min_short_chars) and sum(len(gram_value(t)) for t in tokens) >= self.min_short_chars
 
     def _build(self) -> None:
         for n, parts in self._pending.items():
@@ -139,7 +153,11 @@ class BenchmarkIndex:
         tables are immutable arrays, shared)."""
         self._build()
         other = BenchmarkIndex(
-            self.normalizer, self.ngram_size, self.min_short_ngrams, self.index_final_answers
+            self.normalizer,
+            ngram_size=self.ngram_size,
+            min_short_ngrams=self.min_short_ngrams,
+            min_short_chars=self.min_short_chars,
+            index_final_answers=self.index_final_answers,
         )
         other.items = list(self.items)
         other.items_per_benchmark = dict(self.items_per_benchmark)

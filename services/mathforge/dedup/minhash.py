@@ -34,6 +34,7 @@ from mathforge.dedup.hashing import U64, WindowHasher, mix64, token_hashes
 EMPTY = np.uint32(0xFFFFFFFF)
 # Shingles per numpy pass: bounds the (num_perm x shingles) temporary at 128 x 32768 x 4 B = 16 MB.
 _CHUNK_SHINGLES = 32768
+_CHUNK_DOCUMENTS = 256
 _BAND_SALT = 0xD6E8FEB86659FD93
 
 
@@ -101,8 +102,15 @@ class MinHasher:
 
     def signatures(self, token_lists: Sequence[Sequence[str]]) -> np.ndarray:
         """A (documents, num_perm) uint32 matrix of MinHash signatures."""
-        shingles, counts = self.batch_shingles(token_lists)
-        return self.sign(shingles, counts)
+        if len(token_lists) <= _CHUNK_DOCUMENTS:
+            return self.sign(*self.batch_shingles(token_lists))
+        # Hashing arrays of a few hundred documents stay in cache; much larger ones do not.
+        return np.vstack(
+            [
+                self.sign(*self.batch_shingles(token_lists[start : start + _CHUNK_DOCUMENTS]))
+                for start in range(0, len(token_lists), _CHUNK_DOCUMENTS)
+            ]
+        )
 
     def sign(self, shingles: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Signatures of documents given their concatenated shingle hashes and per-document counts."""
