@@ -71,10 +71,11 @@ def run_stage(stage: str, out: Path, *overrides: str, kill_after_step: int = 0) 
 
 
 def test_pretrain_loss_falls_and_killed_run_resumes_with_identical_losses(tmp_path):
-    steps = ["batch.steps=12", "checkpoint.every=4"]
+    # 14 steps: even if the kill lands after the step-8 save, 5 steps remain to compare.
+    steps = ["batch.steps=14", "checkpoint.every=4"]
     reference = run_stage("pretrain", tmp_path / "reference", *steps)
-    assert sorted(reference) == list(range(1, 13))
-    assert reference[12] < reference[1] - 1.0
+    assert sorted(reference) == list(range(1, 15))
+    assert reference[14] < reference[1] - 1.0
 
     killed = tmp_path / "killed"
     before = run_stage("pretrain", killed, *steps, kill_after_step=6)
