@@ -5,7 +5,9 @@
     step_dir = latest_checkpoint("runs/sft")              # runs/sft/step-400, or None
 
 A directory is written under a temporary sibling name, fsynced, then renamed into place, so a
-reader sees either the old checkpoint or the whole new one, never half of one. A training run's
+reader sees the old checkpoint or the whole new one, never half of one (when an existing
+directory is replaced, a reader can find none for the instant between two renames; it gets a
+CheckpointError and can retry). A training run's
 checkpoints are `<out>/step-<n>/` with a `latest` file naming the newest; `latest` is replaced
 last and atomically, so it only ever names a complete checkpoint.
 """

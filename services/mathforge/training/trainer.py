@@ -13,7 +13,6 @@ losses it would have had.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ from mathforge.models.checkpoint import load_model, save_model
 from mathforge.models.presets import build_model
 from mathforge.models.tokenizer import build_tokenizer
 from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
-from mathforge.training.config import TrainConfig, dump_config
+from mathforge.training.config import TrainConfig
 from mathforge.training.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -39,8 +38,6 @@ from mathforge.training.distributed import (
 from mathforge.training.engines import build_engine
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.packing import IGNORE
-
-log = logging.getLogger(__name__)
 
 
 class BatchStream(Protocol):
@@ -198,8 +195,6 @@ def run_stage(
     env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
     hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
     try:
-        if env.is_main:
-            log.info("effective config:\n%s", dump_config(config))
         tokenizer = prepare_tokenizer(config, env, tokenizer_texts)
         model = prepare_model(config, tokenizer)
         stream = make_stream(config, tokenizer, env)
