@@ -202,3 +202,24 @@ def test_config_rejects_a_missing_model_file_and_bad_limits(tmp_path) -> None:
         Config.from_mapping({"model_path": str(tmp_path / "missing.bin")})
     with pytest.raises(ConfigError, match="max_items 0"):
         Config.from_mapping({"max_items": 0})
+
+
+def test_reload_while_a_score_stream_is_open_answers_every_message(server, models, pages) -> None:
+    texts = _texts(pages, 8)
+    sent = threading.Event()
+
+    def batches():
+        for i in range(12):
+            if i == 4:
+                sent.set()
+            yield classifier_pb2.ScoreRequest(documents=[common_pb2.Document(text=t) for t in texts])
+
+    with ClassifierClient(server.target, timeout_s=30) as c, ClassifierClient(server.target) as admin:
+        before = admin.info().model_version
+        reloader = threading.Thread(target=lambda: sent.wait(10) and admin.reload(str(models[0])))
+        reloader.start()
+        replies = list(c.stub.ScoreStream(batches(), timeout=30))
+        reloader.join()
+        assert admin.info().model_version == before + 1
+    assert len(replies) == 12 and all(len(r.scores) == 8 for r in replies)
+    assert {r.model_version for r in replies} <= {before, before + 1}
