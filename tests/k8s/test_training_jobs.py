@@ -113,6 +113,8 @@ def test_tiny_recipe_job_is_a_valid_single_pod_cpu_job(stage):
     assert (
         "nvidia.com/gpu" not in replicas["Master"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     )
+    in_job = yaml.safe_load(objects[0]["data"]["config.yaml"])
+    assert in_job["out_dir"] == f"/checkpoints/runs/tiny/{stage}"  # relative run paths go to the PVC
 
 
 def test_overrides_reach_the_job_and_bad_values_are_refused(capsys):

@@ -8,7 +8,8 @@ pod whose container `pytorch` runs `torchrun -m mathforge.training.<stage> --con
 /etc/mathforge/config.yaml`; the operator's PET_* variables tell torchrun the node count, rank and
 master. The ConfigMap carries the effective config, and the DeepSpeed JSON when the engine uses
 one, so a job depends on nothing but its image and two PVCs (data read-only at /data, checkpoints
-at /checkpoints; with several nodes the checkpoint PVC must be ReadWriteMany). The reward and GRPO
+at /checkpoints; with several nodes the checkpoint PVC must be ReadWriteMany). Relative out_dir,
+init_from and tokenizer paths are placed under /checkpoints. The reward and GRPO
 trainers build their jobs with the same function.
 """
 
@@ -37,6 +38,14 @@ def job_name(stage: str, config: TrainConfig) -> str:
 def config_map(stage: str, config: TrainConfig) -> dict[str, Any]:
     """The ConfigMap with config.yaml (and deepspeed.json) as the pods will read them."""
     effective = copy.deepcopy(config)
+    # Relative run paths (the tiny recipes' runs/...) would land in the container's ephemeral
+    # filesystem: in a job they live on the checkpoint PVC.
+    effective.out_dir = _on_checkpoint_volume(config.out_dir)
+    effective.model = dataclasses.replace(
+        config.model,
+        init_from=_on_checkpoint_volume(config.model.init_from),
+        tokenizer=_on_checkpoint_volume(config.model.tokenizer),
+    )
     data: dict[str, str] = {}
     if config.engine.kind == "deepspeed":
         source = Path(config.engine.deepspeed_config)
@@ -55,6 +64,10 @@ def config_map(stage: str, config: TrainConfig) -> dict[str, Any]:
         },
         "data": dict(sorted(data.items())),
     }
+
+
+def _on_checkpoint_volume(path: str) -> str:
+    return path if not path or path.startswith("/") else f"{CHECKPOINT_DIR}/{path}"
 
 
 def _labels(stage: str, config: TrainConfig) -> dict[str, str]:
