@@ -21,15 +21,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from mathforge.models.checkpoint import save_model
 from mathforge.models.presets import build_model
 from mathforge.models.tokenizer import default_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 5
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-       "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def free_port() -> int:
@@ -54,8 +59,20 @@ class Service:
     def start(self) -> None:
         self.starts += 1
         log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115 - the child owns it
-        command = [sys.executable, "-m", "mathforge", "serve", self.name, "--port", str(self.port),
-                   "--metrics-port", "-1", "--grace-s", "1", *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "mathforge",
+            "serve",
+            self.name,
+            "--port",
+            str(self.port),
+            "--metrics-port",
+            "-1",
+            "--grace-s",
+            "1",
+            *self.args,
+        ]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=REPO)
 
     def kill(self) -> None:
@@ -75,8 +92,14 @@ class Service:
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory) -> Path:
     tokenizer = default_tokenizer()
-    model = build_model("tiny", vocab_size=len(tokenizer), seed=3, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = build_model(
+        "tiny",
+        vocab_size=len(tokenizer),
+        seed=3,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return save_model(model, tokenizer, tmp_path_factory.mktemp("policy") / "sft")
 
 
@@ -96,14 +119,30 @@ def services(policy_dir, tmp_path_factory) -> Iterator[dict[str, Service]]:
 
 def trainer_command(policy_dir: Path, out_dir: Path, services: dict[str, Service]) -> list[str]:
     return [
-        sys.executable, "-m", "mathforge.training.grpo", "--config", "configs/tiny/grpo.yaml",
-        f"model.init_from={policy_dir}", f"out_dir={out_dir}", f"batch.steps={STEPS}",
-        f"services.sampler={services['sampler'].target}", f"services.reward={services['reward'].target}",
-        "services.ready_timeout_s=120", "services.retry_budget_s=120",
-        "rollout.questions_per_step=3", "rollout.group_size=4", "rollout.max_new_tokens=12",
-        "rollout.prompts_per_call=3", "batch.micro_batch_size=6", "optim.lr=5e-3",
-        "objective.supervision=process", "reward.kind=prm", "task.synthetic_problems=40",
-        "checkpoint.every=1", "eval.every=0", "metrics.progress_bar=off",
+        sys.executable,
+        "-m",
+        "mathforge.training.grpo",
+        "--config",
+        "configs/tiny/grpo.yaml",
+        f"model.init_from={policy_dir}",
+        f"out_dir={out_dir}",
+        f"batch.steps={STEPS}",
+        f"services.sampler={services['sampler'].target}",
+        f"services.reward={services['reward'].target}",
+        "services.ready_timeout_s=120",
+        "services.retry_budget_s=120",
+        "rollout.questions_per_step=3",
+        "rollout.group_size=4",
+        "rollout.max_new_tokens=12",
+        "rollout.prompts_per_call=3",
+        "batch.micro_batch_size=6",
+        "optim.lr=5e-3",
+        "objective.supervision=process",
+        "reward.kind=prm",
+        "task.synthetic_problems=40",
+        "checkpoint.every=1",
+        "eval.every=0",
+        "metrics.progress_bar=off",
     ]
 
 
@@ -111,11 +150,14 @@ def events(lines: list[str]) -> list[dict]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-def run_trainer(command: list[str], stop_after: str | None = None, timeout_s: float = 240) -> tuple[int, list[dict]]:
+def run_trainer(
+    command: list[str], stop_after: str | None = None, timeout_s: float = 240
+) -> tuple[int, list[dict]]:
     """Runs the trainer; with `stop_after` (a regex of a stdout line) kills it with SIGKILL right
     after that line. Returns the exit code and its JSON events."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO,
-                               text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO, text=True
+    )
     assert process.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
@@ -149,8 +191,17 @@ def test_undisturbed_run_learns_from_process_rewards_and_versions_every_step(und
     assert versions == list(range(versions[0], versions[0] + STEPS))  # v+1 after every update
     assert all(e["kl"] >= 0 for e in steps) and steps[-1]["kl"] > 0  # the policy left pi_ref
     assert all(e["advantage_abs_mean"] > 0 for e in steps)  # step rewards gave a signal
-    for key in ("reward_std", "entropy", "clip_fraction", "response_length_mean", "tokens_per_s",
-                "time_sampling_s", "time_scoring_s", "time_updating_s", "time_publishing_s"):
+    for key in (
+        "reward_std",
+        "entropy",
+        "clip_fraction",
+        "response_length_mean",
+        "tokens_per_s",
+        "time_sampling_s",
+        "time_scoring_s",
+        "time_updating_s",
+        "time_publishing_s",
+    ):
         assert key in steps[0]
 
 
@@ -158,8 +209,14 @@ def test_sampler_killed_mid_run_is_waited_for_and_the_run_matches_an_undisturbed
     policy_dir, services, undisturbed, tmp_path
 ):
     sampler = services["sampler"]
-    process = subprocess.Popen(trainer_command(policy_dir, tmp_path / "run", services), stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, env=ENV, cwd=REPO, text=True)
+    process = subprocess.Popen(
+        trainer_command(policy_dir, tmp_path / "run", services),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+        cwd=REPO,
+        text=True,
+    )
     assert process.stdout is not None
     lines = []
     for line in process.stdout:
@@ -176,7 +233,9 @@ def test_sampler_killed_mid_run_is_waited_for_and_the_run_matches_an_undisturbed
     assert last["service_recoveries"] >= 1  # it reloaded its policy into the restarted sampler
 
 
-def test_trainer_killed_and_restarted_resumes_with_identical_losses(policy_dir, services, undisturbed, tmp_path):
+def test_trainer_killed_and_restarted_resumes_with_identical_losses(
+    policy_dir, services, undisturbed, tmp_path
+):
     command = trainer_command(policy_dir, tmp_path / "run", services)
     code, first = run_trainer(command, stop_after=r'"event": "checkpoint".*"step": 2,')
     assert code == -signal.SIGKILL
