@@ -78,14 +78,6 @@ def test_an_aborted_completion_is_an_error_not_a_sample():
         sample_from_completion(0, completion)
 
 
-def test_engine_args_carry_tensor_parallel_size_and_raw_logprobs():
-    backend = VllmBackend("/models/policy", dtype="bfloat16", tensor_parallel_size=4, max_model_len=2048)
-    args = backend.engine_args()
-    assert args.tensor_parallel_size == 4 and args.max_model_len == 2048
-    assert args.logprobs_mode == "raw_logprobs"
-    assert args.worker_extension_cls == "mathforge.sampler.vllm_worker.PolicyWeightsWorker"
-
-
 # ---- a real engine on a tiny checkpoint ------------------------------------------------------
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
@@ -101,6 +93,14 @@ def checkpoints(tmp_path_factory):
         model = build_model("tiny", len(tokenizer), seed=seed, **special)
         paths.append(save_model(model, tokenizer, root / f"v{seed}"))
     return paths
+
+
+def test_engine_args_carry_tensor_parallel_size_and_raw_logprobs(checkpoints):
+    backend = VllmBackend(str(checkpoints[0]), dtype="bfloat16", tensor_parallel_size=4, max_model_len=512)
+    args = backend.engine_args()
+    assert (args.model, args.tokenizer) == (str(checkpoints[0]), str(checkpoints[0]))
+    assert args.tensor_parallel_size == 4 and args.max_model_len == 512 and args.dtype == "bfloat16"
+    assert args.logprobs_mode == "raw_logprobs"
 
 
 def test_service_on_a_vllm_engine_samples_reloads_and_rejects_bad_checkpoints(checkpoints, tmp_path):

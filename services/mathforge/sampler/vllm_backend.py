@@ -1,5 +1,6 @@
 """The vLLM backend (GPU): vLLM's AsyncLLMEngine with continuous batching and tensor parallelism,
-used through its documented API only (AsyncEngineArgs, SamplingParams, generate, collective_rpc).
+used through its public API only (AsyncEngineArgs, SamplingParams, generate, collective_rpc,
+reset_prefix_cache).
 
     backend = VllmBackend("/models/sft", dtype="bfloat16", tensor_parallel_size=2)
 
@@ -9,8 +10,9 @@ transformers backend never needs it. Mapping: our SamplingSettings become Sampli
 `logprobs_mode="raw_logprobs"`, so the numbers are the model's log-softmax before temperature,
 top-k and top-p, as with the transformers backend. New weights: the checkpoint's tensor names and
 shapes are checked against the serving ones first (staging), then, once calls in flight have
-drained, every worker reads the safetensors files and loads them into its model
-(vllm_worker.PolicyWeightsWorker) and the prefix cache, computed with the old weights, is dropped.
+drained, every worker reloads its weights in place from the checkpoint through vLLM's
+`collective_rpc("reload_weights", weights_path=...)` and the prefix cache, computed with the old
+weights, is dropped.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from mathforge.sampler.backend import (
     WeightsError,
 )
 
-WORKER_EXTENSION = "mathforge.sampler.vllm_worker.PolicyWeightsWorker"
-LOAD_METHOD = "load_policy_checkpoint"
+#: The worker method vLLM 0.31 provides for loading new weights in place: it re-runs the model's
+#: weight loader on the checkpoint at `weights_path` and re-applies the post-load processing (CPU
+#: and quantised kernels repack weights after loading, so a plain `model.load_weights` would not do).
+RELOAD_METHOD = "reload_weights"
 
 
 def vllm_sampling_params(settings: SamplingSettings) -> Any:
@@ -129,7 +133,6 @@ class VllmBackend(SamplerBackend):
             gpu_memory_utilization=self.gpu_memory_utilization,
             max_model_len=self.requested_max_model_len or None,
             enforce_eager=self.enforce_eager,
-            worker_extension_cls=WORKER_EXTENSION,
             logprobs_mode="raw_logprobs",
         )
 
@@ -207,14 +210,24 @@ class VllmBackend(SamplerBackend):
         size = sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
         return StagedWeights(path, size, time.perf_counter() - started)
 
+    async def _reload(self, path: str) -> None:
+        await self.engine.collective_rpc(RELOAD_METHOD, kwargs={"weights_path": path})
+
     async def activate(self, staged: StagedWeights) -> str:
         try:
-            await self.engine.collective_rpc(LOAD_METHOD, args=(staged.path,))
+            await self._reload(staged.path)
         except Exception as exc:
             # Some ranks may hold new tensors now: put the serving checkpoint back on all of them.
-            await self.engine.collective_rpc(LOAD_METHOD, args=(self.serving_path,))
+            try:
+                await self._reload(self.serving_path)
+            except Exception as restore_exc:
+                raise WeightsError(
+                    f"{staged.path}: the engine could not load it ({exc}), nor reload the serving "
+                    f"checkpoint {self.serving_path} ({restore_exc}); restart this sampler"
+                ) from exc
             raise WeightsError(f"{staged.path}: the engine could not load it ({exc})") from exc
-        await self.engine.reset_prefix_cache()
+        finally:
+            await self.engine.reset_prefix_cache()  # cached prefixes were computed with other weights
         self.serving_path = staged.path
         return staged.path
 
