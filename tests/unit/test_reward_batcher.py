@@ -123,3 +123,14 @@ def test_a_lone_caller_does_not_wait_for_max_wait() -> None:
 
     assert asyncio.run(scenario()) < 2.5
     assert len(run.batches) == 1
+
+
+def test_batches_stay_within_the_padded_token_budget() -> None:
+    run = RecordingRun()
+    batcher = DynamicBatcher(run, max_batch=64, max_wait_s=0.05, max_batch_tokens=12)
+    # Items are 3 tokens long: at most 4 rows of them fit 12 padded tokens.
+    requests = [("m", [_item(10 * r + i) for i in range(1 + r % 3)]) for r in range(12)]
+    results = asyncio.run(_run_concurrently(batcher, requests))
+    assert [len(r) for r in results] == [len(items) for _, items in requests]
+    assert all(len(keys) * 3 <= 12 for _, keys in run.batches)
+    assert max(len(keys) for _, keys in run.batches) > 1

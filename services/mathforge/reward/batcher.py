@@ -8,7 +8,8 @@
     scores = await pending
 
 One worker takes the first queued chunk and adds later ones, of the same model, until the batch
-holds `max_batch` items or nothing more can arrive within `max_wait_s`. It waits only while some
+holds `max_batch` items (or `max_batch_tokens` padded tokens: rows x longest row) or nothing more
+can arrive within `max_wait_s`. It waits only while some
 request is known to be on its way (`expecting`), so a lone caller never pays the wait. The forward
 pass runs on a dedicated thread, off the event loop; while it runs, new requests queue up and form
 the next batch. A batch never mixes models, so a request admitted before LoadModel is answered
@@ -53,10 +54,12 @@ class DynamicBatcher:
         max_batch: int,
         max_wait_s: float,
         merge: bool = True,
+        max_batch_tokens: int = 0,
         on_batch: OnBatch | None = None,
     ):
         self.run = run
         self.max_batch = max_batch
+        self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_s
         self.merge = merge
         self.on_batch = on_batch
@@ -87,9 +90,17 @@ class DynamicBatcher:
             self._expected -= 1
 
     def submit(self, model: Any, items: Sequence[EncodedItem]) -> Awaitable[list[list[float]]]:
-        """Queues `items` for `model` now (chunks of at most max_batch); await the result for their
+        """Queues `items` for `model` now (in chunks that fit one batch); await the result for their
         scores, in order."""
-        chunks = [_Chunk(model, items[i : i + self.max_batch]) for i in range(0, len(items), self.max_batch)]
+        chunks, start = [], 0
+        while start < len(items):
+            end = start + 1
+            while end < len(items) and self._fits(
+                end + 1 - start, max(len(i) for i in items[start : end + 1])
+            ):
+                end += 1
+            chunks.append(_Chunk(model, items[start:end]))
+            start = end
         for chunk in chunks:
             self._queue.put_nowait(chunk)
         return self._gather(chunks)
@@ -105,6 +116,12 @@ class DynamicBatcher:
             results.extend(await chunk.done)
         return results
 
+    def _fits(self, rows: int, longest: int) -> bool:
+        """Whether a batch of `rows` items padded to `longest` tokens is within both limits."""
+        return rows <= self.max_batch and (
+            not self.max_batch_tokens or rows * longest <= self.max_batch_tokens
+        )
+
     async def _next(self, timeout: float) -> _Chunk | None:
         if not self._queue.empty():
             return self._queue.get_nowait()
@@ -118,19 +135,23 @@ class DynamicBatcher:
     async def _collect(self) -> list[_Chunk]:
         first = self._held or await self._queue.get()
         self._held = None
-        batch, size = [first], len(first.items)
+        batch, size, longest = [first], len(first.items), max(len(i) for i in first.items)
         if not self.merge:
             return batch
         deadline = time.perf_counter() + self.max_wait_s
-        while size < self.max_batch:
+        while size < self.max_batch and self._fits(size + 1, longest):
             chunk = await self._next(deadline - time.perf_counter())
             if chunk is None:
                 break
-            if chunk.model is not first.model or size + len(chunk.items) > self.max_batch:
+            chunk_longest = max(len(i) for i in chunk.items)
+            if chunk.model is not first.model or not self._fits(
+                size + len(chunk.items), max(longest, chunk_longest)
+            ):
                 self._held = chunk
                 break
             batch.append(chunk)
             size += len(chunk.items)
+            longest = max(longest, chunk_longest)
         return batch
 
     async def _loop(self) -> None:

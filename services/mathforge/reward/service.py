@@ -47,6 +47,8 @@ from mathforge.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 log = logging.getLogger(__name__)
 _SPEC = SERVICES["reward"]
 REWARD_BUCKETS = (-1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0)
+#: Requests with fewer characters than this are tokenised on the event loop (well under a millisecond).
+INLINE_ENCODE_CHARS = 4096
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -73,6 +75,9 @@ class Config(ServiceConfig):
         4096, "tokens per item for the RMs (prompt + response), capped by the model's context"
     )
     max_batch: int = option(64, "items per forward pass (dynamic batching)")
+    max_batch_tokens: int = option(
+        4096, "most padded tokens (rows x longest) per forward pass; CPU caches like ~1-4K, GPUs far more"
+    )
     max_wait_ms: float = option(5.0, "how long a forward pass waits for requests already on their way, ms")
     dynamic_batching: bool = option(
         True, "merge concurrent requests into one forward pass (off = one at a time)"
@@ -86,6 +91,7 @@ class Config(ServiceConfig):
     def validate(self) -> None:
         super().validate()
         for name in (
+            "max_batch_tokens",
             "max_items",
             "max_text_bytes",
             "max_tokens",
@@ -163,6 +169,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             config.max_batch,
             config.max_wait_ms / 1000,
             merge=config.dynamic_batching,
+            max_batch_tokens=config.max_batch_tokens,
             on_batch=self._observe_batch,
         )
         r = self.registry
@@ -258,6 +265,16 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             encoded.append(item)
         return encoded
 
+    async def _encode(self, model: RewardModel, plan: Plan) -> list[EncodedItem]:
+        # Tokenising a few short texts takes microseconds: a thread hop (and a GIL hand-over) would
+        # cost more than the work. Large requests go to a thread so the event loop stays responsive.
+        if (
+            sum(len(q) + len(r) for q, r in zip(plan.questions, plan.responses, strict=True))
+            < INLINE_ENCODE_CHARS
+        ):
+            return self._encode_all(model, plan)
+        return await asyncio.to_thread(self._encode_all, model, plan)
+
     async def Score(self, request: reward_pb2.RewardRequest, context: Any) -> reward_pb2.RewardResponse:
         began = time.perf_counter()
         plan = plan_request(request, self.limits)
@@ -273,9 +290,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         pending: dict[str, Any] = {}
         steps = None
         with self.batcher.expecting():
-            encoded = {
-                kind: await asyncio.to_thread(self._encode_all, s.model, plan) for kind, s in served.items()
-            }
+            encoded = {kind: await self._encode(s.model, plan) for kind, s in served.items()}
             for kind, items in encoded.items():
                 pending[kind] = self.batcher.submit(served[kind].model, items)
         if "prm" in encoded:
