@@ -58,17 +58,20 @@ class RewardServicer:
     def Score(self, request, context):
         """Scores a batch of responses. Concurrent requests are batched together on the server; each
         caller gets exactly its own results, in its request order.
-        Errors: INVALID_ARGUMENT for kind RULE without a reference or an unknown kind;
-        FAILED_PRECONDITION for ORM/PRM with no such model loaded; RESOURCE_EXHAUSTED over max_items
-        or max_tokens per item.
+        Errors: INVALID_ARGUMENT for kind RULE without a reference, an unknown kind, unknown or
+        all-zero mix weights, weights on a kind other than MIX, or a format_penalty outside [0, 1];
+        FAILED_PRECONDITION for ORM/PRM (or a MIX weighting them) with no such model loaded (the rule
+        reward needs no model); RESOURCE_EXHAUSTED over max_items, max_text_bytes or max_tokens per item.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LoadModel(self, request, context):
-        """Atomically switches the ORM or PRM to a new version. A model that fails to load is
-        FAILED_PRECONDITION and the old one keeps serving.
+        """Atomically switches the ORM or PRM to a new version: calls admitted before the switch finish on
+        the old model. A version not greater than the serving one is INVALID_ARGUMENT; a model that
+        fails to load (missing, corrupt, or of the other kind) is FAILED_PRECONDITION and the old one
+        keeps serving.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
