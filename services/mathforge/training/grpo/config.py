@@ -109,6 +109,7 @@ class IterativeConfig:
     retrain_reward_model: bool = option(False, "retrain the reward model at each iteration boundary")
     reward_model_kind: str = option("orm", "which RM is retrained and reloaded: orm or prm")
     reward_model_init: str = option("", "checkpoint the RM is retrained from (the serving RM's)")
+    reward_model_config: str = option("", "reward-training YAML the retraining starts from (empty: defaults)")
     reward_model_lr: float = option(2e-5, "RM learning rate (PAPER.md 4: 2e-5)")
     reward_model_steps: int = option(100, "optimizer steps of each RM retraining")
     replay_fraction: float = option(0.1, "share of historical samples replayed in RM retraining (PAPER.md 4)")

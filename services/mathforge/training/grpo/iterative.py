@@ -94,7 +94,8 @@ class RewardModelTrainer:
             "metrics.progress_bar=off",
         ]
         env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_VARIABLES}
-        command = [sys.executable, "-m", "mathforge.reward.train", *overrides]
+        config_file = ["--config", it.reward_model_config] if it.reward_model_config else []
+        command = [sys.executable, "-m", "mathforge.reward.train", *config_file, *overrides]
         log.info("retraining the reward model: %s", " ".join(command))
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:

@@ -192,13 +192,12 @@ class GrpoRun:
         """Retrains and reloads the RM (when configured) and resets pi_ref to the current policy."""
         iteration = step // self.config.iterative.every
         if self.rm_trainer is not None:
-            version = max(self.state.reward_model_version, iteration) + 1
-            path = ""
+            version = 0
             if self.env.is_main:
                 path = str(self.rm_trainer.retrain(iteration, step))
-                self.link.load_reward_model(self.config.iterative.reward_model_kind, version, path)
-            barrier()
-            self.state.reward_model_version = version
+                kind = self.config.iterative.reward_model_kind
+                version = self.link.load_reward_model(kind, self.state.reward_model_version + 1, path)
+            self.state.reward_model_version = int(all_reduce_sum(version, self.env.device))
             self.state.reward_model_path = str(self.rm_trainer.model_dir(iteration))
         reference = self.out / "reference" / f"iteration-{iteration}"
         state_dict = self.engine.full_state_dict()
@@ -245,6 +244,9 @@ class GrpoRun:
             losses.append(values["loss"])
             self.metrics.log(step + 1, values)
             self.state.questions = self.pool.state_dict()
+            loaded_rm = self.link.reward_models.get(config.iterative.reward_model_kind)
+            if loaded_rm is not None:  # a reward-service restart may have moved it to a new version
+                self.state.reward_model_version = loaded_rm.version
             if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
                 path = save_checkpoint(
                     self.out,

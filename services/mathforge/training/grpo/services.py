@@ -114,11 +114,17 @@ class ServiceLink:
         raise AssertionError("unreachable")
 
     # ---- rewards -------------------------------------------------------------------------
-    def load_reward_model(self, kind: str, version: int, path: str) -> float:
+    def served_reward_version(self, kind: str) -> int:
+        return int(self.reward.info().details.get(f"{kind}_version", "0"))
+
+    def load_reward_model(self, kind: str, version: int, path: str) -> int:
+        """Loads the RM at `path`; returns the version it serves under: `version`, or one above the
+        served version when the service already holds a version that high (a retried iteration)."""
+        version = max(version, self.served_reward_version(kind) + 1)
         request = reward_pb2.LoadRewardModelRequest(kind=kind, version=version, path=path)
         response = self.reward.call("LoadModel", request, timeout_s=self.config.load_timeout_s)
         self.reward_models[kind] = LoadedModel(int(response.version), path)
-        return float(response.load_seconds)
+        return int(response.version)
 
     def score(self, request: reward_pb2.RewardRequest) -> reward_pb2.RewardResponse:
         """Scores with the reward models the trainer loaded; reloads them after a service restart."""
@@ -152,7 +158,7 @@ class ServiceLink:
                     "reward service lost the %s RM version %d; reloading %s", kind, model.version, model.path
                 )
                 self.recoveries += 1
-                self.load_reward_model(kind, model.version, model.path)
+                self.load_reward_model(kind, model.version, model.path)  # under a fresh version if need be
 
     def close(self) -> None:
         self.sampler.close()
