@@ -41,7 +41,8 @@ def test_job_targets_the_shared_redis_with_a_valid_config(job):
     assert (config.store, config.redis_prefix) == ("redis", "mathforge:dedup")
     args, rest = build_parser().parse_known_args([*container["command"][1:], *container["args"]])
     assert args.handler.__name__ == "dedup_command" and args.shard_count == job["spec"]["completions"]
-    assert Config.from_args(rest, env=env).benchmarks == ["/data/benchmarks"]
+    assert args.benchmarks == ["/data/benchmarks"]
+    assert Config.from_args(rest, env=env).store == "redis"
 
 
 def test_pods_carry_the_labels_the_redis_network_policy_admits(job):

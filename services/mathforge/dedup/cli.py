@@ -29,11 +29,20 @@ from typing import Any
 from mathforge.data_cli import group
 
 _BATCH = 256
+_CONFIG_FLAGS = (
+    "Every flag of `mathforge serve dedup` (and --config FILE, MATHFORGE_* variables) also applies: "
+    "--store, --store-path, --redis-url, --redis-prefix, --threshold, --num-perm, --ngram-size, "
+    "--min-short-ngrams, --unicode-form, --lowercase, ..."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = group(sub, "data")
-    decon = data.add_parser("decontaminate", help="flag (or cut) benchmark text in documents, by PAPER.md §1")
+    decon = data.add_parser(
+        "decontaminate",
+        help="flag (or cut) benchmark text in documents, by PAPER.md §1",
+        epilog=_CONFIG_FLAGS,
+    )
     decon.add_argument(
         "--benchmarks",
         nargs="+",
@@ -57,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     decon.set_defaults(handler=decontaminate_command, passthrough=True)
 
     dedup = data.add_parser(
-        "dedup", help="exact + near-duplicate filtering of corpus shards into a shared index"
+        "dedup",
+        help="exact + near-duplicate filtering of corpus shards into a shared index",
+        epilog=_CONFIG_FLAGS,
     )
     dedup.add_argument("--input", required=True, help="a shard file, a directory of shards, or a glob")
     dedup.add_argument("--output-dir", required=True, help="where <shard>.dedup.jsonl files go")
@@ -72,6 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     dedup.add_argument(
         "--suffix", default=".dedup.jsonl", help="output file suffix (.jsonl, .jsonl.zst, .parquet, ...)"
+    )
+    dedup.add_argument(
+        "--benchmarks",
+        nargs="+",
+        default=None,
+        metavar="DIR|FILE",
+        help="also drop documents holding benchmark text (PAPER.md §1): files, directories or names",
     )
     dedup.add_argument(
         "--cut", action="store_true", help="with --benchmarks: cut matched spans instead of dropping"
@@ -120,7 +138,7 @@ def decontaminate_command(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         config = _config(rest)
         index = config.benchmark_index()
-        loaded = load_sources(index, args.benchmarks, args.benchmark_dir)
+        loaded = load_sources(index, args.benchmarks, args.benchmark_dir or config.benchmark_dir)
         print(
             json.dumps({"benchmarks": loaded, "ngrams": index.ngrams, "short_texts": index.short_texts}),
             file=sys.stderr,
@@ -173,8 +191,9 @@ def dedup_command(args: argparse.Namespace, rest: list[str]) -> int:
         index_number, workers = _worker_shards(args)
         shards = select_shard(list_shards(args.input, exclude_suffixes=(args.suffix,)), index_number, workers)
         benchmarks = config.benchmark_index()
-        if config.benchmarks:
-            load_sources(benchmarks, config.benchmarks, config.benchmark_dir)
+        sources = args.benchmarks if args.benchmarks is not None else config.benchmarks
+        if sources:
+            load_sources(benchmarks, sources, config.benchmark_dir)
         store = config.open_store()
     except (ValueError, OSError, StoreError) as exc:
         print(f"dedup: {exc}", file=sys.stderr)

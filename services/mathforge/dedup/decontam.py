@@ -101,6 +101,9 @@ class BenchmarkIndex:
         self._pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         # n -> (sorted unique window hashes, index into self.items of the first item holding it)
         self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # First-gram hashes of the short texts: only windows starting with one can match them.
+        self._short_first: set[int] = set()
+        self._short_starts = np.empty(0, dtype=np.uint64)
 
     # ---- building -------------------------------------------------------------------------
     def add_items(self, items: Iterable[BenchmarkRecord]) -> int:
@@ -128,6 +131,8 @@ class BenchmarkIndex:
             n = min(len(hashes), self.ngram_size)
             windows = WindowHasher(hashes).windows(n)
             self._pending.setdefault(n, []).append((windows, np.full(len(windows), number, dtype=np.int32)))
+            if n < self.ngram_size:
+                self._short_first.add(int(hashes[0]))
 
     def indexable(self, tokens: list[str]) -> bool:
         """Whether a benchmark text of these grams goes into the index: min_short_ngrams or more
@@ -147,6 +152,7 @@ class BenchmarkIndex:
             unique, first = np.unique(keys[order], return_index=True)
             self._tables[n] = (unique, owners[order][first])
         self._pending.clear()
+        self._short_starts = np.array(sorted(self._short_first), dtype=np.uint64)
 
     def copy(self) -> BenchmarkIndex:
         """An index with the same content that can be extended without touching this one (the
@@ -162,6 +168,8 @@ class BenchmarkIndex:
         other.items = list(self.items)
         other.items_per_benchmark = dict(self.items_per_benchmark)
         other._tables = dict(self._tables)
+        other._short_first = set(self._short_first)
+        other._short_starts = self._short_starts
         return other
 
     @property
@@ -193,31 +201,44 @@ class BenchmarkIndex:
         lengths = np.array([len(t) for t in token_lists], dtype=np.int64)
         if not self._tables or not lengths.sum():
             return hits
-        hasher = WindowHasher(token_hashes(list(itertools.chain.from_iterable(token_lists))))
+        gram_hashes = token_hashes(list(itertools.chain.from_iterable(token_lists)))
+        hasher = WindowHasher(gram_hashes)
         text_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         text_of = np.repeat(np.arange(len(token_lists)), lengths)
+        starts = self._short_starts
+        short_candidates = np.empty(0, dtype=np.int64)
+        if len(starts):
+            at = np.minimum(np.searchsorted(starts, gram_hashes), len(starts) - 1)
+            short_candidates = np.flatnonzero(starts[at] == gram_hashes)
         for n, (keys, owners) in self._tables.items():
-            windows = hasher.windows(n)
-            if len(windows) == 0 or len(keys) == 0:
-                continue
-            if len(keys) > _SORT_QUERIES_ABOVE:
-                # Sorted queries walk a large table forward (cache-friendly); matches are rare, so
-                # their positions are found again only when there are some.
-                ordered = np.sort(windows)
-                at = np.minimum(np.searchsorted(keys, ordered), len(keys) - 1)
-                matched = ordered[keys[at] == ordered]
-                if len(matched) == 0:
-                    continue
-                found = np.flatnonzero(np.isin(windows, matched))
+            if n == self.ngram_size:
+                found = self._probe_long(hasher.windows(n), keys)
             else:
-                at = np.minimum(np.searchsorted(keys, windows), len(keys) - 1)
-                found = np.flatnonzero(keys[at] == windows)
+                positions = short_candidates[short_candidates + n <= len(gram_hashes)]
+                windows = hasher.windows_at(positions, n)
+                spot = np.minimum(np.searchsorted(keys, windows), len(keys) - 1)
+                found = positions[keys[spot] == windows]
             found = found[text_of[found] == text_of[found + n - 1]]
-            pos = np.searchsorted(keys, windows[found])
+            pos = np.searchsorted(keys, hasher.windows_at(found, n))
             for first, owner in zip(found.tolist(), owners[pos].tolist(), strict=True):
                 text = int(text_of[first])
                 hits[text].append((first - int(text_start[text]), n, owner))
         return hits
+
+    @staticmethod
+    def _probe_long(windows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Positions of the windows found in the (large) table of long n-grams."""
+        if len(windows) == 0 or len(keys) == 0:
+            return np.empty(0, dtype=np.int64)
+        if len(keys) <= _SORT_QUERIES_ABOVE:
+            spot = np.minimum(np.searchsorted(keys, windows), len(keys) - 1)
+            return np.flatnonzero(keys[spot] == windows)
+        # Sorted queries walk a large table forward (cache-friendly); matches are rare, so their
+        # positions are looked for again only when there are some.
+        ordered = np.sort(windows)
+        spot = np.minimum(np.searchsorted(keys, ordered), len(keys) - 1)
+        matched = ordered[keys[spot] == ordered]
+        return np.flatnonzero(np.isin(windows, matched)) if len(matched) else np.empty(0, dtype=np.int64)
 
     def contaminated(self, texts: Sequence[str]) -> list[bool]:
         """For each text, whether it holds any indexed benchmark n-gram or short text (fast path)."""

@@ -121,3 +121,7 @@ class WindowHasher:
         if n < 1 or count < 1:
             return np.empty(0, dtype=U64)
         return (self._prefix[n:] - self._prefix[:count]) * self._backward[:count]
+
+    def windows_at(self, starts: np.ndarray, n: int) -> np.ndarray:
+        """Unmixed hashes of the windows of `n` tokens beginning at `starts` (each + n <= length)."""
+        return (self._prefix[starts + n] - self._prefix[starts]) * self._backward[starts]

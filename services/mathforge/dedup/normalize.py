@@ -100,7 +100,7 @@ class TextNormalizer:
             piece, base = piece_match.group(), piece_match.start()
             norm = self.normalize(piece)
             pieces.append(norm)
-            if len(norm) == len(piece):
+            if len(norm) == len(piece) and self._maps_one_to_one(piece):
                 first.extend(range(base, base + len(piece)))
                 last.extend(range(base + 1, base + len(piece) + 1))
                 continue
@@ -120,6 +120,14 @@ class TextNormalizer:
             starts.append(first[m.start()])
             ends.append(last[m.end() - 1])
         return tokens, starts, ends
+
+    def _maps_one_to_one(self, piece: str) -> bool:
+        """True when every character of `piece` normalises to exactly one character in place: ASCII,
+        or already in the Unicode normal form (case folding never shortens a character, so with
+        equal lengths none grew either)."""
+        if piece.isascii() or self.unicode_form == "none":
+            return True
+        return unicodedata.is_normalized(self.unicode_form, piece)  # type: ignore[arg-type]
 
     def _char_spans(self, chunk: str, norm: str) -> list[tuple[int, int]] | None:
         """For each character of `norm`, the [lo, hi) span of `chunk` it came from, or None."""
