@@ -2,8 +2,8 @@
 
 Python dicts cost around 100 bytes per entry, too much for a corpus-scale index held in memory.
 Entries here live in a few sorted numpy runs (keys and values side by side) plus a small dict of
-recent inserts; when the dict fills it becomes a new run, and runs of similar size are merged, so
-there are O(log n) runs and a lookup is one `searchsorted` per run.
+recent inserts; when the dict fills, or before a lookup, it becomes a new run, and runs of similar
+size are merged, so there are O(log n) runs and a batched lookup is one `searchsorted` per run.
 """
 
 from __future__ import annotations
@@ -49,17 +49,8 @@ class CompactMultiMap:
             self._compact()
 
     def get(self, keys: np.ndarray) -> list[int]:
-        """All values stored under any of `keys`, without repeats, oldest first."""
-        found: list[int] = []
-        for keys_run, values_run in self._runs:
-            left = np.searchsorted(keys_run, keys, side="left")
-            right = np.searchsorted(keys_run, keys, side="right")
-            for lo, hi in zip(left[left < right].tolist(), right[left < right].tolist(), strict=True):
-                found.extend(values_run[lo:hi].tolist())
-        if self._buffer:
-            for key in keys.tolist():
-                found.extend(self._buffer.get(key, ()))
-        return sorted(set(found))
+        """All values stored under any of `keys`, without repeats, in ascending order."""
+        return self.get_many(keys.reshape(1, -1))[0]
 
     def get_many(self, keys: np.ndarray) -> list[list[int]]:
         """For each row of a (rows, k) key matrix, the values under any of its keys (as `get`)."""

@@ -240,10 +240,6 @@ class BenchmarkIndex:
         matched = ordered[keys[spot] == ordered]
         return np.flatnonzero(np.isin(windows, matched)) if len(matched) else np.empty(0, dtype=np.int64)
 
-    def contaminated(self, texts: Sequence[str]) -> list[bool]:
-        """For each text, whether it holds any indexed benchmark n-gram or short text (fast path)."""
-        return [bool(h) for h in self._hits([self.normalizer.tokens(t) for t in texts])]
-
     def find(self, text: str) -> list[ContaminationMatch]:
         """Every matched span of `text`, merged per benchmark item, in text order; [] when clean."""
         return self.find_many([text])[0]

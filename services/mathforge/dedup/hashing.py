@@ -17,7 +17,6 @@ import threading
 
 import numpy as np
 
-_MASK = (1 << 64) - 1
 # Odd 64-bit multipliers (fixed: changing them changes every stored hash).
 BYTE_BASE = 0x9E3779B97F4A7C15
 TOKEN_BASE = 0xC2B2AE3D27D4EB4F
@@ -64,16 +63,6 @@ def mix64(values: np.ndarray) -> np.ndarray:
     return x
 
 
-def mix64_int(value: int) -> int:
-    """mix64 for one Python int (used to salt keys)."""
-    x = value & _MASK
-    x ^= x >> 30
-    x = (x * 0xBF58476D1CE4E5B9) & _MASK
-    x ^= x >> 27
-    x = (x * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
 def _prefix(values: np.ndarray, powers: _Powers) -> tuple[np.ndarray, np.ndarray]:
     forward, backward = powers.get(len(values) + 1)
     prefix = np.zeros(len(values) + 1, dtype=U64)
@@ -98,16 +87,6 @@ def token_hashes(tokens: list[str]) -> np.ndarray:
     return mix64(raw ^ (ends - starts).astype(U64) << U64(56))
 
 
-def window_hashes(values: np.ndarray, n: int, mix: bool = True) -> np.ndarray:
-    """The hash of every window of `n` consecutive values (len(values) - n + 1 of them; none if shorter)."""
-    count = len(values) - n + 1
-    if n < 1 or count < 1:
-        return np.empty(0, dtype=U64)
-    prefix, backward = _prefix(values, _TOKEN_POWERS)
-    raw = (prefix[n:] - prefix[:count]) * backward[:count]
-    return mix64(raw) if mix else raw
-
-
 class WindowHasher:
     """Hashes windows of several lengths over one token sequence from a single prefix sum."""
 
@@ -116,7 +95,7 @@ class WindowHasher:
         self._prefix, self._backward = _prefix(values, _TOKEN_POWERS)
 
     def windows(self, n: int) -> np.ndarray:
-        """Unmixed hashes of every window of `n` tokens (equal to window_hashes(values, n, mix=False))."""
+        """Unmixed hashes of every window of `n` tokens (len - n + 1 of them; none if shorter)."""
         count = self.length - n + 1
         if n < 1 or count < 1:
             return np.empty(0, dtype=U64)
