@@ -16,6 +16,7 @@ before it finish on the old model, later ones use the new, and a load that fails
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -49,6 +50,8 @@ _SPEC = SERVICES["reward"]
 REWARD_BUCKETS = (-1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0)
 #: Requests with fewer characters than this are tokenised on the event loop (well under a millisecond).
 INLINE_ENCODE_CHARS = 4096
+CPU_BATCH_TOKENS = 4096
+CUDA_BATCH_TOKENS = 262_144
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -76,7 +79,7 @@ class Config(ServiceConfig):
     )
     max_batch: int = option(64, "items per forward pass (dynamic batching)")
     max_batch_tokens: int = option(
-        4096, "most padded tokens (rows x longest) per forward pass; CPU caches like ~1-4K, GPUs far more"
+        0, "most padded tokens (rows x longest) per forward pass; 0 = auto: 4096 on cpu, 262144 on cuda"
     )
     max_wait_ms: float = option(5.0, "how long a forward pass waits for requests already on their way, ms")
     dynamic_batching: bool = option(
@@ -84,14 +87,16 @@ class Config(ServiceConfig):
     )
     grade_threads: int = option(2, "threads computing rule rewards (the event loop never grades)")
     symbolic_workers: int = option(2, "math-verify worker processes for the grader's symbolic checks")
-    grading_policy: dict[str, str] = option(
-        {}, 'evaluator GradingPolicy fields as JSON, e.g. {"timeout_s": 1}'
+    grading_policy: str = option(
+        "",
+        'GradingPolicy fields as JSON, e.g. {"timeout_s": 1, "last_number_fallback": false}',
     )
 
     def validate(self) -> None:
         super().validate()
+        if self.max_batch_tokens < 0:
+            raise ConfigError(f"max_batch_tokens {self.max_batch_tokens} must be >= 0 (0 = auto)")
         for name in (
-            "max_batch_tokens",
             "max_items",
             "max_text_bytes",
             "max_tokens",
@@ -117,22 +122,12 @@ class Config(ServiceConfig):
 
     def policy(self) -> GradingPolicy:
         try:
-            return GradingPolicy.from_mapping(_typed_policy(self.grading_policy))
-        except ValueError as exc:
+            values = json.loads(self.grading_policy) if self.grading_policy.strip() else {}
+            if not isinstance(values, dict):
+                raise ValueError("expected a JSON object of GradingPolicy fields")
+            return GradingPolicy.from_mapping(values)
+        except (ValueError, TypeError) as exc:
             raise ConfigError(f"grading_policy: {exc}") from None
-
-
-def _typed_policy(values: dict[str, str]) -> dict[str, Any]:
-    """Config maps arrive as strings; GradingPolicy wants its fields' types."""
-    typed: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in ("rel_tol", "timeout_s"):
-            typed[key] = float(value)
-        elif key == "last_number_fallback":
-            typed[key] = str(value).lower() in ("1", "true", "yes", "on")
-        else:
-            typed[key] = value
-    return typed
 
 
 @dataclass(frozen=True)
@@ -162,6 +157,9 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             if config.dtype != "auto"
             else ("bfloat16" if self.device.type == "cuda" else "float32")
         )
+        # CPUs lose cache locality on large padded batches; GPUs want them as large as memory allows.
+        auto_tokens = CUDA_BATCH_TOKENS if self.device.type == "cuda" else CPU_BATCH_TOKENS
+        self.max_batch_tokens = config.max_batch_tokens or auto_tokens
         self._load_lock = asyncio.Lock()
         self._grader = ThreadPoolExecutor(max_workers=config.grade_threads, thread_name_prefix="grade")
         self.batcher = DynamicBatcher(
@@ -169,7 +167,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             config.max_batch,
             config.max_wait_ms / 1000,
             merge=config.dynamic_batching,
-            max_batch_tokens=config.max_batch_tokens,
+            max_batch_tokens=self.max_batch_tokens,
             on_batch=self._observe_batch,
         )
         r = self.registry
@@ -358,6 +356,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             "dtype": self.dtype,
             "dynamic_batching": str(c.dynamic_batching),
             "max_batch": str(c.max_batch),
+            "max_batch_tokens": str(self.max_batch_tokens),
             "max_wait_ms": str(c.max_wait_ms),
             "grading_policy": repr(self.policy),
         }
