@@ -85,12 +85,15 @@ def test_a_rejected_batch_names_the_problem_and_changes_nothing(client, document
 def test_load_benchmarks_rejects_a_missing_file_and_keeps_the_index(client):
     items_before = client.stats().benchmark_items
     with pytest.raises(grpc.RpcError) as error:
-        client.load_benchmarks(["/nonexistent/bench.jsonl"])
+        client.load_benchmarks([str(FIXTURES / "gsm8k_test.jsonl"), "/nonexistent/bench.jsonl"])
     assert (
         error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         and "/nonexistent/bench.jsonl" in error.value.details()
     )
     assert client.stats().benchmark_items == items_before
+    with pytest.raises(grpc.RpcError) as error:
+        client.load_benchmarks([str(FIXTURES)])
+    assert "is not a file" in error.value.details()
 
 
 def test_decontaminate_without_an_index_is_failed_precondition_until_loaded(tmp_path):

@@ -22,6 +22,7 @@ from mathforge.dedup.config import Config
 from mathforge.dedup.decontam import BenchmarkIndex, ContaminationMatch, cut_matches
 from mathforge.dedup.fingerprint import Fingerprinter
 from mathforge.dedup.stores import DedupStore, StoreError, StoreVerdict
+from mathforge.evaluator.benchmarks import benchmark_name
 from mathforge.runtime.errors import RequestError, check_bytes, check_count, require
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
@@ -170,12 +171,10 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
         files: list[tuple[str, Path]] = []
         for i, spec in enumerate(request.files):
             require(bool(spec.path), f"file {i} has an empty path")
-            try:
-                ((derived, path),) = expand_sources([spec.path])
-            except ValueError as exc:
-                raise RequestError.invalid(f"file {i}: {exc}") from None
+            path = Path(spec.path)
+            require(path.is_file(), f"file {i}: {spec.path} is not a file the server can read")
             require(path.suffix == ".jsonl", f"file {i}: {spec.path} is not a .jsonl file")
-            files.append((spec.name or derived, path))
+            files.append((spec.name or benchmark_name(path), path))
         async with self._benchmark_lock:
             index = self.settings.benchmark_index() if request.replace else self.benchmarks.copy()
             try:
