@@ -107,10 +107,12 @@ def bench_signatures(config: Config, docs: list[str]) -> None:
         return out
 
     shingle_hashes, counts = hasher.batch_shingles(token_lists)
-    _, ours_text = cpu(ours_from_text)
-    _, theirs_text = cpu(datasketch_from_text)
-    _, ours_sig = cpu(hasher.sign, shingle_hashes, counts)
-    _, theirs_sig = cpu(datasketch_from_shingles)
+
+    def best(fn, *args):  # best of three, to keep other load on the machine out
+        return min(cpu(fn, *args)[1] for _ in range(3))
+
+    ours_text, theirs_text = best(ours_from_text), best(datasketch_from_text)
+    ours_sig, theirs_sig = best(hasher.sign, shingle_hashes, counts), best(datasketch_from_shingles)
     n = len(docs)
     print(f"MinHash signatures, {n} docs, num_perm {config.num_perm}, {config.shingle_size}-word shingles")
     print(
@@ -261,8 +263,14 @@ def bench_decontamination(config: Config, benchmark_dir: Path, docs: list[str]) 
         return
     index: BenchmarkIndex = config.benchmark_index()
     (_, build) = cpu(load_sources, index, ["gsm8k", "math", "cmath"], str(benchmark_dir))
+    # 1% of the documents carry a planted benchmark question, so the offset path is timed too.
+    rng = random.Random(4)
+    docs = list(docs)
+    for position in rng.sample(range(len(docs)), len(docs) // 100):
+        benchmark, item = index.items[rng.randrange(len(index.items))]
+        docs[position] = docs[position][:1000] + " " + _question(benchmark_dir, benchmark, item)
     megabytes = sum(len(d.encode()) for d in docs) / 1e6
-    found, seconds = cpu(index.find_many, docs)
+    found, seconds = min((cpu(index.find_many, docs) for _ in range(2)), key=lambda r: r[1])
     print(
         f"Decontamination: index of GSM8K + MATH + CMATH ({len(index.items)} items, {index.ngrams} 10-grams, "
         f"built in {build:.1f} s)"
@@ -271,6 +279,16 @@ def bench_decontamination(config: Config, benchmark_dir: Path, docs: list[str]) 
         f"  {len(docs)} docs of ~2 KB: {megabytes / seconds:5.1f} MB/s per core "
         f"({sum(1 for f in found if f)} contaminated)"
     )
+
+
+def _question(benchmark_dir: Path, benchmark: str, item_id: str) -> str:
+    from mathforge.evaluator.benchmarks import KNOWN_BENCHMARKS, load_benchmark
+
+    items = _ITEMS.setdefault(benchmark, load_benchmark(benchmark_dir / KNOWN_BENCHMARKS[benchmark]))
+    return next(item.question for item in items if item.id == item_id)
+
+
+_ITEMS: dict[str, list] = {}
 
 
 def main() -> None:
