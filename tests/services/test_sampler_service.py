@@ -254,9 +254,17 @@ def test_load_weights_under_concurrent_load_switches_outputs_with_no_failed_call
         for version, tokens in results:
             assert tokens == (old_tokens if version == 0 else new_tokens)
         assert {v for v, _ in results} == {0, 1}
-        metrics = generate_latest(service.registry).decode()
-        assert "mathforge_sampler_weights_version 1.0" in metrics
-        assert "mathforge_sampler_tokens_generated_total" in metrics
+        value = service.registry.get_sample_value
+        calls = len(results) + 2  # the hammering calls and the two greedy ones before and after
+        assert value("mathforge_sampler_weights_version") == 1
+        assert value("mathforge_sampler_weight_loads_total", {"result": "ok"}) == 1
+        assert value("mathforge_sampler_requests_total", {"result": "ok"}) == calls
+        assert value("mathforge_sampler_time_to_first_token_seconds_count") == calls
+        generated = sum(len(t) for _, outputs in results for t in outputs) + sum(
+            map(len, old_tokens + new_tokens)
+        )
+        assert value("mathforge_sampler_tokens_generated_total") == generated
+        assert "mathforge_sampler_queue_depth" in generate_latest(service.registry).decode()
 
 
 def test_corrupt_checkpoint_is_rejected_and_the_old_weights_keep_serving(tmp_path, checkpoints):

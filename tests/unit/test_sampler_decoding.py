@@ -135,3 +135,14 @@ def test_a_request_larger_than_the_batch_is_split_without_changing_any_sample(to
     whole, split = asyncio.run(samples(64)), asyncio.run(samples(3))
     assert [(p, s) for p, s, _ in split] == [(p, s) for p in range(5) for s in range(3)]
     assert split == whole
+
+
+def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(model, tokenizer):
+    gone = GenerationJob([_prompt(tokenizer, "a")], SamplingSettings(n=4, temperature=1.0, max_tokens=50))
+    kept = GenerationJob([_prompt(tokenizer, "b")], SamplingSettings(n=2, temperature=1.0, max_tokens=5))
+    out: list[Sample] = []
+    gone.cancelled = True
+    requests = [DecodeRequest(gone, out.append, 1), DecodeRequest(kept, out.append, 2)]
+    decode_batch(model, tokenizer, requests, {tokenizer.eos_token_id})
+    assert sorted((s.prompt_index, s.sample_index) for s in out) == [(0, 0), (0, 1)]
+    assert all(len(s.token_ids) <= 5 for s in out)

@@ -53,6 +53,8 @@ class GenerationJob:
     prompt_offset: int = 0
     #: time.monotonic() when the backend sampled this job's first token (set by the backend).
     first_token_at: float | None = None
+    #: Set when the caller went away (cancelled, deadline passed): a backend may stop its work.
+    cancelled: bool = False
 
 
 @dataclass

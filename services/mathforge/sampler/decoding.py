@@ -137,7 +137,8 @@ class _Batch:
         ):
             row.token_ids.append(token)
             row.logprobs.append(logprob)
-            if not self._finish_if_done(row):
+            # A cancelled request's rows leave the batch without a sample: nobody waits for it.
+            if not self.requests[row.request].job.cancelled and not self._finish_if_done(row):
                 keep.append(i)
         if len(keep) < len(self.rows):
             self.rows = [self.rows[i] for i in keep]

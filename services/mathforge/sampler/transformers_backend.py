@@ -148,6 +148,10 @@ class TransformersBackend(SamplerBackend):
         futures = [asyncio.wrap_future(self.worker.submit(weights, part, on_sample)) for _, part in parts]
         try:
             await asyncio.gather(*futures)
+        except asyncio.CancelledError:
+            for _, part in parts:
+                part.cancelled = True  # parts already decoding drop out at their next step
+            raise
         finally:
             starts = [part.first_token_at for _, part in parts if part.first_token_at is not None]
             job.first_token_at = min(starts, default=None)
