@@ -140,3 +140,34 @@ def test_compact_map_stays_correct_across_flushes_and_merges():
         assert compact.get(np.array([key], dtype=np.uint64)) == sorted(reference.get(key, []))
     queries = rng.integers(0, 5100, (50, 4)).astype(np.uint64)
     assert compact.get_many(queries) == [compact.get(row) for row in queries]
+
+
+def test_embedded_and_redis_stores_give_the_same_verdicts(tmp_path, redis_url):
+    rng = np.random.default_rng(5)
+    bases = [" ".join(f"b{b}w{i}" for i in range(120)) for b in range(12)]
+    docs = []
+    for number in range(80):
+        words = bases[int(rng.integers(0, 12))].split()
+        for position in rng.choice(len(words), int(rng.integers(0, 30)), replace=False):
+            words[position] = f"e{number}x{position}"
+        docs.append((f"doc-{number}", " ".join(words)))
+    prints = PRINTS.fingerprints(docs)
+    embedded = EmbeddedStore(tmp_path / "index", HASHER, NearDuplicatePolicy(), fsync=False)
+    shared = RedisStore(redis_url, f"same:{tmp_path.name}", SETTINGS, NearDuplicatePolicy())
+    try:
+        results = []
+        for store in (embedded, shared):
+            verdicts = [
+                v for start in range(0, 80, 7) for v in store.check_and_insert(prints[start : start + 7])
+            ]
+            results.append(
+                [
+                    (v.exact_duplicate_of, v.near_duplicate_of, v.inserted, round(v.jaccard, 6))
+                    for v in verdicts
+                ]
+            )
+    finally:
+        embedded.close()
+        shared.close()
+    assert results[0] == results[1]
+    assert 12 <= sum(inserted for _, _, inserted, _ in results[0]) < 80
