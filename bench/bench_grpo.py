@@ -199,8 +199,8 @@ config = GRPOConfig(
     adam_beta2=0.95, weight_decay=0.0, max_grad_norm=1.0,
 )
 times = StepTimes()
-trainer = GRPOTrainer(model=model, reward_funcs=rule_reward, args=config, train_dataset=Dataset.from_list(rows),
-                      processing_class=tokenizer, callbacks=[times])
+trainer = GRPOTrainer(model=model, reward_funcs=rule_reward, args=config,
+                      train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[times])
 trainer.train()
 print(json.dumps({"step_seconds": times.times}))
 """

@@ -141,6 +141,7 @@ def trainer_command(policy_dir: Path, out_dir: Path, services: dict[str, Service
         "reward.kind=prm",
         "task.synthetic_problems=40",
         "checkpoint.every=1",
+        "iterative.every=3",  # pi_ref is reset before step 4: resumed runs cross the boundary
         "eval.every=0",
         "metrics.progress_bar=off",
     ]
@@ -191,6 +192,9 @@ def test_undisturbed_run_learns_from_process_rewards_and_versions_every_step(und
     assert versions == list(range(versions[0], versions[0] + STEPS))  # v+1 after every update
     assert all(e["kl"] >= 0 for e in steps) and steps[-1]["kl"] > 0  # the policy left pi_ref
     assert all(e["advantage_abs_mean"] > 0 for e in steps)  # step rewards gave a signal
+    (reset,) = [e for e in undisturbed if e["event"] == "iteration"]
+    assert reset["step"] == 3 and Path(reset["reference"]).is_dir()
+    assert steps[2]["kl"] > 0 and steps[3]["kl"] == pytest.approx(0.0, abs=1e-6)  # pi_ref = the policy again
     for key in (
         "reward_std",
         "entropy",
