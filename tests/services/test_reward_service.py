@@ -18,6 +18,7 @@ from mathforge.reward.rule import rule_reward
 from mathforge.reward.service import Config, create_service
 from mathforge.runtime.client import NO_RETRY
 from mathforge.runtime.clients.reward import RewardClient
+from mathforge.runtime.config import ConfigError
 from mathforge.runtime.server import ServerThread
 from mathforge.v1 import reward_pb2
 
@@ -231,15 +232,44 @@ def test_load_model_swaps_atomically_and_a_failed_load_keeps_the_old_model(clien
 
 
 def test_without_models_rule_works_and_orm_prm_are_failed_precondition() -> None:
-    with ServerThread(create_service(Config(port=0, metrics_port=-1))) as running:
-        with RewardClient(running.target, timeout_s=30, retry=NO_RETRY) as client:
-            assert client.rule(["\\boxed{8}", "\\boxed{9}"], ["8", "8"]) == [1.0, 0.0]
-            for kind in ("orm", "prm"):
-                code, details = _code(lambda k=kind: client.score(ITEMS, k))
-                assert code == grpc.StatusCode.FAILED_PRECONDITION
-                assert f"no {kind} reward model is loaded" in details and f"--{kind}-path" in details
-            code, _ = _code(lambda: client.score(ITEMS, "mix", weights={"rule": 1, "prm": 1}))
+    with (
+        ServerThread(create_service(Config(port=0, metrics_port=-1))) as running,
+        RewardClient(running.target, timeout_s=30, retry=NO_RETRY) as client,
+    ):
+        assert client.rule(["\\boxed{8}", "\\boxed{9}"], ["8", "8"]) == [1.0, 0.0]
+        for kind in ("orm", "prm"):
+            code, details = _code(lambda k=kind: client.score(ITEMS, k))
             assert code == grpc.StatusCode.FAILED_PRECONDITION
-            assert client.score(ITEMS, "mix", weights={"rule": 2}).rewards == [2.0, 0.0, 2.0]
-            info = client.info()
-            assert (info.backend, info.random_weights, info.limits["max_items"]) == ("rule", False, 1024)
+            assert f"no {kind} reward model is loaded" in details and f"--{kind}-path" in details
+        code, _ = _code(lambda: client.score(ITEMS, "mix", weights={"rule": 1, "prm": 1}))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        assert client.score(ITEMS, "mix", weights={"rule": 2}).rewards == [2.0, 0.0, 2.0]
+        info = client.info()
+        assert (info.backend, info.random_weights, info.limits["max_items"]) == ("rule", False, 1024)
+
+
+def test_metrics_report_batch_sizes_latency_and_a_reward_histogram(server, client) -> None:
+    client.score(ITEMS, "rule")
+    text = (
+        urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
+    )
+    assert re.search(r'mathforge_reward_value_bucket\{kind="rule",le="1.0"\} [1-9]', text)
+    assert re.search(r'mathforge_reward_score_seconds_count\{kind="rule"\} [1-9]', text)
+    assert re.search(r'mathforge_reward_forward_seconds_count\{model="prm"\} [1-9]', text)
+    assert re.search(r'mathforge_reward_items_total\{kind="rule"\} [1-9]', text)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-batch", "0"], "max_batch 0 must be >= 1"),
+        (["--orm-path", "/nonexistent/rm"], "orm_path /nonexistent/rm is not a directory (--orm-path)"),
+        (["--grading-policy", '{"percent": "half"}'], "grading_policy: grading policy percent='half'"),
+        (["--grading-policy", "[1, 2]"], "expected a JSON object"),
+        (["--device", "tpu"], "device 'tpu' is not auto, cpu or cuda"),
+    ],
+)
+def test_bad_config_values_are_refused_naming_the_field(flags, message) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_args(flags, env={})
+    assert message in str(info.value)

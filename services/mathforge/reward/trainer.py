@@ -213,7 +213,8 @@ def train(
         )
         done = step + 1 == config.batch.steps
         every = config.reward.eval_every
-        if eval_data is not None and env.is_main and (done or (every and (step + 1) % every == 0)):
+        if eval_data is not None and (done or (every and (step + 1) % every == 0)):
+            # Every process evaluates: under ZeRO-3 a forward pass gathers parameters from all ranks.
             scores = evaluate(RewardModel(engine.module, rm.tokenizer), eval_data)
             result.evals.append({"step": float(step + 1), **scores})
             metrics.event("eval", step=step + 1, **scores)
