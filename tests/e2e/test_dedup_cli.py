@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mathforge.cli import main
 from mathforge.corpus.shards import iter_records, write_records_atomic
+from mathforge.dedup.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
@@ -139,6 +140,10 @@ def test_dedup_over_jsonl_and_parquet_shards_keeps_first_copies_and_survives_a_r
     ]
     kept = {r["id"] for p in sorted((tmp_path / "out").iterdir()) for r in iter_records(p)}
     assert kept == {"p0-a", "p0-b", "p1-c"}
+    # The contaminated document never entered the index: only the kept ones did.
+    store = Config(store_path=str(tmp_path / "index")).open_store()
+    assert store.count() == 3
+    store.close()
     # A retried worker meets its own earlier inserts and keeps the same documents.
     assert main([*args, "--shard", "1/2"]) == 0
     assert {r["id"] for r in iter_records(tmp_path / "out" / "part-1.dedup.jsonl")} == {"p1-c"}

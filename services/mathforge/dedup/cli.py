@@ -8,9 +8,10 @@ decontaminate writes one line per input document, in input order: {"id", "contam
 "matches": [{"benchmark", "item", "span": [start, end], "text"}]} (spans are character offsets into
 the document's text), plus "text" with the matched spans cut out when --mode cut.
 
-dedup checks-and-inserts every document of its shards into the index (first writer wins, across all
-workers sharing a Redis index) and writes the documents it keeps to <output-dir>/<shard>.dedup.jsonl
-(atomically), then prints a JSON summary per shard. A document whose id is already in the index as
+dedup drops documents holding benchmark text (or cuts it out, --cut) when --benchmarks is given,
+checks-and-inserts the rest into the index (first writer wins, across all workers sharing a Redis
+index), writes the documents it keeps to <output-dir>/<shard>.dedup.jsonl (atomically), and prints
+a JSON summary per shard. A document whose id is already in the index as
 itself (a retried shard) is kept, so a restarted worker loses nothing; ids must be unique corpus-wide
 (records without one get "<shard stem>:<record number>").
 """
@@ -231,26 +232,31 @@ def _dedup_shard(
 
     def kept() -> Iterator[dict[str, Any]]:
         for batch in _batches(documents, _BATCH):
-            verdicts = store.check_and_insert(fingerprinter.fingerprints([(i, t) for i, t, _ in batch]))
-            matches = (
+            counts["read"] += len(batch)
+            # Decontaminate first: a dropped document must not enter the index (it would make its
+            # clean near duplicates look like copies of something kept).
+            survivors: list[tuple[str, str, dict[str, Any]]] = []
+            found_all = (
                 benchmarks.find_many([t for _, t, _ in batch]) if benchmarks.loaded else [[]] * len(batch)
             )
-            for (doc_id, text, record), verdict, found in zip(batch, verdicts, matches, strict=True):
-                counts["read"] += 1
-                # A retried shard finds its own earlier inserts: those documents are kept.
-                if verdict.exact_duplicate_of and verdict.exact_duplicate_of != doc_id:
-                    counts["exact"] += 1
-                    continue
-                if verdict.near_duplicate_of and verdict.near_duplicate_of != doc_id:
-                    counts["near"] += 1
-                    continue
+            for (doc_id, text, record), found in zip(batch, found_all, strict=True):
                 if found:
                     counts["contaminated"] += 1
                     if not args.cut:
                         continue
-                    record = {**record, args.text_field: cut_matches(text, found)}
-                counts["kept"] += 1
-                yield record
+                    text = cut_matches(text, found)
+                    record = {**record, args.text_field: text}
+                survivors.append((doc_id, text, record))
+            verdicts = store.check_and_insert(fingerprinter.fingerprints([(i, t) for i, t, _ in survivors]))
+            for (doc_id, _, record), verdict in zip(survivors, verdicts, strict=True):
+                # A retried shard finds its own earlier inserts: those documents are kept.
+                if verdict.exact_duplicate_of and verdict.exact_duplicate_of != doc_id:
+                    counts["exact"] += 1
+                elif verdict.near_duplicate_of and verdict.near_duplicate_of != doc_id:
+                    counts["near"] += 1
+                else:
+                    counts["kept"] += 1
+                    yield record
 
     write_records_atomic(out, kept())
     return {"shard": str(shard), "output": str(out), **counts}
