@@ -253,7 +253,10 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         limit = min(self.config.max_tokens, model.max_positions)
         encoded = []
         for i, (question, response) in enumerate(zip(plan.questions, plan.responses, strict=True)):
-            item = encode(model, question, response)
+            try:
+                item = encode(model, question, response)
+            except ValueError as exc:  # a step the tokenizer gives no token (e.g. only dropped characters)
+                raise RequestError.invalid(f"item {i}: {exc}") from None
             if len(item) > limit:
                 flag = "--max-tokens" if limit == self.config.max_tokens else "the model's context length"
                 raise RequestError.exhausted(
