@@ -72,6 +72,7 @@ def test_decontaminate_cuts_the_matched_segment(client):
         ([("big", "x " * 3000)], grpc.StatusCode.RESOURCE_EXHAUSTED, "--max-doc-bytes"),
         ([("same", "one text"), ("same", "other text")], grpc.StatusCode.INVALID_ARGUMENT, "appears twice"),
         ([("", "no id")], grpc.StatusCode.INVALID_ARGUMENT, "empty id"),
+        ([("i" * 1025, "long id")], grpc.StatusCode.INVALID_ARGUMENT, "over the 1024 limit"),
     ],
 )
 def test_a_rejected_batch_names_the_problem_and_changes_nothing(client, documents, code, needle):

@@ -30,6 +30,8 @@ from mathforge.v1 import common_pb2, dedup_pb2, dedup_pb2_grpc
 
 log = logging.getLogger(__name__)
 _SPEC = SERVICES["dedup"]
+#: Longest document id accepted (ids are stored in the index).
+MAX_ID_BYTES = 1024
 __all__ = ["Config", "DedupService", "create_service"]
 
 
@@ -81,6 +83,11 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
         seen: set[str] = set()
         for i, doc in enumerate(documents):
             require(bool(doc.id), f"document {i} has an empty id")
+            id_bytes = len(doc.id.encode("utf-8"))
+            require(
+                id_bytes <= MAX_ID_BYTES,
+                f"document {i}: id of {id_bytes} bytes is over the {MAX_ID_BYTES} limit",
+            )
             require(doc.id not in seen, f"document {i}: id {doc.id!r} appears twice in the request")
             seen.add(doc.id)
             check_bytes(
