@@ -131,6 +131,8 @@ def test_service_on_a_vllm_engine_samples_reloads_and_rejects_bad_checkpoints(ch
         assert [[list(c.token_ids) for c in r.completions] for r in response.results] == [
             [list(c.token_ids) for c in r.completions] for r in again.results
         ]
+        # vLLM seeds sample i of a request with seed + i: the group holds distinct draws.
+        assert len({tuple(c.token_ids) for c in response.results[0].completions}) > 1
         model, _ = load_model(checkpoints[0])
         for result in response.results:
             assert len(result.completions) == 3
