@@ -36,7 +36,7 @@ from mathforge.models.checkpoint import CheckpointError
 from mathforge.reward.batcher import DynamicBatcher
 from mathforge.reward.encoding import EncodedItem, encode, score_encoded
 from mathforge.reward.model import KINDS, RewardModel, init_reward_model, load_reward_model
-from mathforge.reward.rule import rule_rewards
+from mathforge.reward.rule import RuleScore, rule_rewards
 from mathforge.reward.scoring import Limits, Plan, combine, plan_request
 from mathforge.reward.steps import DEFAULT_SEPARATOR
 from mathforge.runtime.config import ConfigError, ServiceConfig, option
@@ -276,6 +276,23 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             return self._encode_all(model, plan)
         return await asyncio.to_thread(self._encode_all, model, plan)
 
+    async def _rule(self, plan: Plan) -> list[RuleScore]:
+        """Rule rewards, the items split over the grading threads: a symbolic check waiting on its
+        worker process then holds up only its own share."""
+        pairs = list(zip(plan.responses, plan.references, strict=True))
+        parts = min(self.config.grade_threads, len(pairs))
+        size = -(-len(pairs) // parts)
+        loop = asyncio.get_running_loop()
+        chunks = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    self._grader, rule_rewards, pairs[i : i + size], self.policy, plan.format_penalty
+                )
+                for i in range(0, len(pairs), size)
+            )
+        )
+        return [score for chunk in chunks for score in chunk]
+
     async def Score(self, request: reward_pb2.RewardRequest, context: Any) -> reward_pb2.RewardResponse:
         began = time.perf_counter()
         plan = plan_request(request, self.limits)
@@ -297,10 +314,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         if "prm" in encoded:
             steps = [item.steps for item in encoded["prm"]]
         if "rule" in plan.weights:
-            pairs = list(zip(plan.responses, plan.references, strict=True))
-            pending["rule"] = asyncio.get_running_loop().run_in_executor(
-                self._grader, rule_rewards, pairs, self.policy, plan.format_penalty
-            )
+            pending["rule"] = self._rule(plan)
         names = list(pending)
         outputs = dict(zip(names, await asyncio.gather(*(pending[n] for n in names)), strict=True))
         results = combine(plan, outputs.get("rule"), outputs.get("orm"), outputs.get("prm"), steps)
