@@ -4,9 +4,10 @@ same prompts and settings, and the time LoadWeights takes to swap in a checkpoin
     .venv/bin/python bench/bench_sampler.py                      # tiny model, CPU
     .venv/bin/python bench/bench_sampler.py --preset small --load-presets tiny,small,base-100m
 
-Prints tokens/s both ways and their ratio (target: gRPC time / in-process time <= 1.1), then per
-preset the LoadWeights time, the bytes read per second, and what that rate means for a 7B policy
-in bf16 (14 GB).
+Prints tokens/s both ways and their ratio (target: gRPC time / in-process time <= 1.1), our
+decoding loop against transformers' `generate` on the same requests, then per preset the
+LoadWeights time, the bytes read per second, and what that rate means for a 7B policy in bf16
+(14 GB).
 """
 
 from __future__ import annotations
@@ -27,15 +28,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch
 from mathforge.models.checkpoint import save_model
 from mathforge.models.presets import build_model
 from mathforge.models.tokenizer import default_tokenizer
 from mathforge.runtime.clients.sampler import SamplerClient, generate_request
 from mathforge.runtime.server import ServerThread
-from mathforge.sampler.backend import (
-    GenerationJob,
-    Sample,
-)
+from mathforge.sampler.backend import GenerationJob, Sample
 from mathforge.sampler.limits import SamplerLimits, check_request
 from mathforge.sampler.service import Config, create_service
 from mathforge.sampler.transformers_backend import TransformersBackend
@@ -201,6 +200,54 @@ def compare(policy: Path, args: argparse.Namespace, requests: list) -> None:
     local.close()
 
 
+def decoding_loop_vs_generate(policy: Path, args: argparse.Namespace, requests: list) -> None:
+    """Our decoding loop against transformers' own `generate` (sampling, n return sequences, the
+    logits kept so the sampled tokens' logprobs can be computed, as ours returns them), one request
+    at a time, same prompts and settings."""
+    local = InProcessSampler(policy, args)
+    model, tokenizer = local.model, local.backend.tokenizer
+    tokenizer.padding_side = "left"
+
+    def hf_tokens(request) -> int:
+        prompts, settings = check_request(request, local.limits, tokenizer)
+        width = max(map(len, prompts))
+        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = (
+            torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]
+        ).long()
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=settings.temperature,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=settings.max_tokens,
+                num_return_sequences=settings.n,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
+            new = out.sequences[:, width:]
+            # What our loop hands back with every sample: the sampled tokens' raw logprobs.
+            torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1).gather(2, new[:, :, None])
+        return int((new != tokenizer.pad_token_id).sum())
+
+    ours_best = theirs_best = (float("inf"), 0)
+    for _ in range(args.rounds):
+        ours_best = min(ours_best, timed(local.generate_tokens, requests, 1))
+        theirs_best = min(theirs_best, timed(hf_tokens, requests, 1))
+    (ours_s, ours_tokens), (theirs_s, theirs_tokens) = ours_best, theirs_best
+    ours_rate, theirs_rate = ours_tokens / ours_s, theirs_tokens / theirs_s
+    print(
+        f"decoding loop, 1 in flight: ours {ours_rate:6.0f} tok/s   transformers generate "
+        f"{theirs_rate:6.0f} tok/s   speed-up {ours_rate / theirs_rate:.2f}x"
+    )
+    local.close()
+
+
 def load_weights_rate(preset: str, root: Path) -> tuple[float, float, int]:
     """(RPC seconds, server-side load seconds, bytes) of one LoadWeights for `preset`."""
     old, new = save_policy(preset, 0, root / f"{preset}-v0"), save_policy(preset, 1, root / f"{preset}-v1")
@@ -235,6 +282,7 @@ def main() -> None:
         root = Path(tmp)
         policy = save_policy(args.preset, 0, root / "policy")
         compare(policy, args, workload(args))
+        decoding_loop_vs_generate(policy, args, workload(args))
         print()
         header = f"{'preset':<10} {'bytes':>12} {'RPC s':>8} {'server s':>9} {'MB/s':>8}"
         print(f"{header}  7B bf16 (14 GB) at that rate")
