@@ -75,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
+    # Ctrl-C must reach the demo even when it was started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     console = Console(bars=not args.no_progress)
     started = time.monotonic()

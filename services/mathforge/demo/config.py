@@ -85,6 +85,7 @@ class PretrainConfig:
     vocab_size: int = option(512, "byte-level BPE vocabulary of the demo's tokenizer")
     code_documents: int = option(600, "code-like documents (programs of synthetic problems)")
     general_documents: int = option(2000, "general-text documents (non-math web pages)")
+    tokenizer_web_documents: int = option(0, "documents of each web source the tokenizer learns from")
     weights: dict[str, float] = option(
         {"math_corpus": 0.5, "worked_problems": 0.2, "code": 0.2, "general": 0.1},
         "mixture weights by source (the paper's 56/4/10/20/10 shape, PAPER.md 2)",

@@ -31,9 +31,12 @@ def benchmark_files(directory: str) -> list[Path]:
 def plant_questions(
     corpus: list[dict[str, str]], files: list[Path], count: int, seed: int
 ) -> tuple[list[dict[str, str]], set[str]]:
-    """A copy of the corpus with `count` benchmark questions appended to as many random pages."""
+    """A copy of the corpus with `count` benchmark questions appended to as many random pages.
+
+    Only questions of at least 5 words are planted: texts under 3 grams after normalisation are
+    below the paper's matching rule (PAPER.md 1), so a shorter question could not be found."""
     questions = [
-        item.question for f in files for item in load_benchmark(f) if len(item.question.split()) >= 10
+        item.question for f in files for item in load_benchmark(f) if len(item.question.split()) >= 5
     ]
     rng = random.Random(seed)
     chosen = rng.sample(range(len(corpus)), min(count, len(corpus), len(questions)))

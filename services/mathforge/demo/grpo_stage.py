@@ -52,7 +52,7 @@ def run_grpo(
     step_events = [e for e in events if e.get("event") == "step"]
     curves = {name: [(int(e["step"]), float(e[name])) for e in step_events if name in e] for name in CURVES}
     held_out = [(int(e["step"]), float(e["held_out_accuracy"])) for e in events if e.get("event") == "eval"]
-    iterations = [
+    iterations: list[dict[str, Any]] = [
         {k: e[k] for k in ("step", "iteration", "reward_model_version") if k in e}
         for e in events
         if e.get("event") == "iteration"

@@ -89,9 +89,12 @@ def run_demo(config: DemoConfig, profile: str, console: Console) -> DemoOutcome:
                 service_logs,
             )
         )
-        classifier = stack.enter_context(ClassifierClient(target("classifier", offset), timeout_s=120.0))
-        dedup = stack.enter_context(DedupClient(target("dedup", offset), timeout_s=120.0))
-        evaluator = stack.enter_context(EvaluatorClient(target("evaluator", offset)))
+        classifier = ClassifierClient(target("classifier", offset), timeout_s=120.0)
+        stack.callback(classifier.close)
+        dedup = DedupClient(target("dedup", offset), timeout_s=120.0)
+        stack.callback(dedup.close)
+        evaluator = EvaluatorClient(target("evaluator", offset))
+        stack.callback(evaluator.close)
 
         with console.stage(1, "Miniature web and iterative recall with domain discovery", "web_recall"):
             mined = mine_web(config, run_dir, classifier, console)
@@ -110,8 +113,10 @@ def run_demo(config: DemoConfig, profile: str, console: Console) -> DemoOutcome:
                 ["sampler", "reward"], model_service_overrides(models.base, config), offset, service_logs
             )
         )
-        sampler = stack.enter_context(SamplerClient(target("sampler", offset), timeout_s=600.0))
-        reward = stack.enter_context(RewardClient(target("reward", offset), timeout_s=600.0))
+        sampler = SamplerClient(target("sampler", offset), timeout_s=600.0)
+        stack.callback(sampler.close)
+        reward = RewardClient(target("reward", offset), timeout_s=600.0)
+        stack.callback(reward.close)
 
         with console.stage(4, "Outcome and process reward models from policy samples", "reward_models"):
             sampler.load_weights(int(sampler.info().model_version) + 1, str(models.sft))

@@ -16,10 +16,14 @@ from mathforge.corpus import iter_records, write_records_atomic
 from mathforge.demo.children import run_stage_process
 from mathforge.demo.config import DemoConfig
 from mathforge.demo.console import Console
+from mathforge.evaluator.benchmarks import BenchmarkItem
+from mathforge.evaluator.prompts import PROMPT_STYLES, build_prompt
 from mathforge.models.tokenizer import build_tokenizer
-from mathforge.training.synthetic_math import generate_problems
+from mathforge.training.sft_data import synthetic_conversations
+from mathforge.training.synthetic_math import Problem, generate_problems
 
 WORKED_PROBLEMS = 2000
+WEB_SOURCES = ("math_corpus", "general")
 
 
 @dataclass
@@ -34,6 +38,23 @@ def step_losses(events: list[dict[str, Any]], key: str = "loss") -> list[tuple[i
     return [(int(e["step"]), float(e[key])) for e in events if e.get("event") == "step" and key in e]
 
 
+def worked_problems(seed: int) -> list[Problem]:
+    """Training-split word problems of one and two operations, half each."""
+    half = WORKED_PROBLEMS // 2
+    return generate_problems(half, seed=seed, difficulty=1) + generate_problems(half, seed=seed, difficulty=2)
+
+
+def worked_problem(problem: Problem, index: int) -> str:
+    """A worked problem as pretraining text, alternately in the two plain-text layouts the
+    evaluator prompts with (few-shot "Question: / Answer:" and zero-shot "User: / Assistant:"),
+    so the base model has seen both (PAPER.md 6)."""
+    item = BenchmarkItem("worked", str(index), problem.question, problem.answer)
+    style = PROMPT_STYLES[index % 2]
+    if style == "few_shot":
+        return f"Question: {problem.question}\nAnswer: {problem.solution}"
+    return f"{build_prompt(item, style)} {problem.solution}"
+
+
 def write_sources(
     config: DemoConfig, corpus: list[dict[str, str]], general: list[str], data_dir: Path
 ) -> dict[str, dict[str, Any]]:
@@ -43,8 +64,7 @@ def write_sources(
     files = {
         "math_corpus": [{"text": d["text"]} for d in corpus],
         "worked_problems": [
-            {"text": f"Question: {p.question}\nAnswer: {p.solution}"}
-            for p in generate_problems(WORKED_PROBLEMS, seed=config.seed, difficulty=2)
+            {"text": worked_problem(p, i)} for i, p in enumerate(worked_problems(config.seed))
         ],
         "code": [{"text": f"# {p.question}\n{p.program}\n"} for p in problems],
         "general": [{"text": text} for text in general[: pretrain.general_documents]],
@@ -63,17 +83,33 @@ def write_sources(
     return sources
 
 
+def tokenizer_texts(config: DemoConfig, sources: dict[str, dict[str, Any]]) -> list[str]:
+    """What the tokenizer learns from: the SFT conversations (as the SFT stage would train its own
+    tokenizer), the worked problems and code, and `tokenizer_web_documents` of each web source, so
+    that the small vocabulary's merges go to the words and numbers the model reasons with (with web
+    text in the mix, 2-digit numbers stay split into digits and the tiny model's arithmetic fails)."""
+    sft = config.sft
+    conversations = synthetic_conversations(
+        int(sft.setting("data.synthetic_problems", 0)),
+        config.seed,
+        int(sft.setting("data.synthetic_difficulty", 1)),
+        list(sft.setting("data.styles", ["cot"])),
+    )
+    texts = [m["content"] for c in conversations for m in c]
+    for name, spec in sources.items():
+        limit = config.pretrain.tokenizer_web_documents if name in WEB_SOURCES else None
+        texts += [str(r["text"]) for r in _read(Path(spec["path"]))[:limit]]
+    return texts
+
+
 def pretrain_and_sft(
     config: DemoConfig, corpus: list[dict[str, str]], general: list[str], run_dir: Path, console: Console
 ) -> TrainedModels:
     sources = write_sources(config, corpus, general, run_dir / "data")
-    texts = [str(record["text"]) for name in sources for record in _read(Path(sources[name]["path"]))]
+    texts = tokenizer_texts(config, sources)
     tokenizer_dir = run_dir / "tokenizer"
     tokenizer = build_tokenizer(texts, vocab_size=config.pretrain.vocab_size, out_dir=tokenizer_dir)
-    console.line(
-        f"   tokenizer: byte-level BPE, {len(tokenizer)} tokens, trained on {len(texts)} documents "
-        f"of {len(sources)} sources"
-    )
+    console.line(f"   tokenizer: byte-level BPE, {len(tokenizer)} tokens, trained on {len(texts)} documents")
     console.table(
         ["source", "documents", "weight"], [[n, _count(s["path"]), s["weight"]] for n, s in sources.items()]
     )
