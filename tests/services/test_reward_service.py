@@ -191,7 +191,7 @@ def test_load_model_swaps_atomically_and_a_failed_load_keeps_the_old_model(clien
     new = [s[0] for s in _expected(model_dirs["orm_v2"])]
     assert old != pytest.approx(new, abs=1e-4)
     failures: list[BaseException] = []
-    seen: set[int] = set()
+    seen = {version: threading.Event() for version in (0, 1, 2)}
     stop = threading.Event()
 
     def keep_scoring() -> None:
@@ -200,7 +200,7 @@ def test_load_model_swaps_atomically_and_a_failed_load_keeps_the_old_model(clien
                 try:
                     result = own.score(ITEMS, "orm")
                     version = result.model_versions["orm"]
-                    seen.add(version)
+                    seen[version].set()
                     assert result.rewards == pytest.approx(old if version in (0, 2) else new, abs=1e-5)
                 except BaseException as exc:  # collected and asserted on below
                     failures.append(exc)
@@ -209,7 +209,9 @@ def test_load_model_swaps_atomically_and_a_failed_load_keeps_the_old_model(clien
     for worker in workers:
         worker.start()
     try:
+        assert seen[0].wait(60), "no call finished on version 0"
         assert client.load_model("orm", 1, str(model_dirs["orm_v2"])) >= 0
+        assert seen[1].wait(60), "no concurrent call saw version 1"
         code, details = _code(lambda: client.load_model("orm", 2, str(model_dirs["broken"])))
         assert code == grpc.StatusCode.FAILED_PRECONDITION and "still serving version 1" in details
         code, details = _code(lambda: client.load_model("orm", 2, str(model_dirs["prm"])))
@@ -222,12 +224,12 @@ def test_load_model_swaps_atomically_and_a_failed_load_keeps_the_old_model(clien
         assert client.score(ITEMS, "orm").rewards == pytest.approx(new, abs=1e-5)
         client.load_model("orm", 2, str(model_dirs["orm"]))
         assert client.score(ITEMS, "orm").model_versions == {"orm": 2}
+        assert seen[2].wait(60), "no concurrent call saw version 2"
     finally:
         stop.set()
         for worker in workers:
             worker.join()
     assert not failures, failures[0]
-    assert {0, 1} <= seen or {1, 2} <= seen
     assert client.info().details["orm_version"] == "2"
 
 
