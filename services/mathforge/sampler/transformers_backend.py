@@ -71,7 +71,6 @@ class TransformersBackend(SamplerBackend):
         self.max_batch_rows = max_batch_rows
         self.torch_threads = torch_threads
         self.batch_wait_s = batch_wait_s
-        self.random_weights = not model_path
         self.worker: DecodeWorker | None = None
         self.eos_ids: set[int] = set()
 
@@ -80,7 +79,7 @@ class TransformersBackend(SamplerBackend):
         if self.model_path:
             try:
                 return load_owned(self.model_path, self.dtype, self.device)
-            except CheckpointError as exc:
+            except (CheckpointError, OSError) as exc:
                 raise WeightsError(str(exc)) from exc
         tokenizer = default_tokenizer()
         model = build_model(
@@ -110,7 +109,7 @@ class TransformersBackend(SamplerBackend):
         started = time.perf_counter()
         try:
             model, tokenizer = await asyncio.to_thread(load_owned, path, self.dtype, self.device)
-        except CheckpointError as exc:
+        except (CheckpointError, OSError) as exc:
             raise WeightsError(str(exc)) from exc
         config = model.config
         if int(config.vocab_size) != self.vocab_size:

@@ -199,7 +199,10 @@ class VllmBackend(SamplerBackend):
         started = time.perf_counter()
         if not Path(path).is_dir():
             raise WeightsError(f"{path}: checkpoint directory does not exist")
-        shapes = await asyncio.to_thread(tensor_shapes, path)
+        try:
+            shapes = await asyncio.to_thread(tensor_shapes, path)
+        except OSError as exc:
+            raise WeightsError(f"{path}: unreadable ({exc})") from exc
         missing = sorted(set(self._shapes) - set(shapes))
         changed = sorted(n for n in self._shapes.keys() & shapes.keys() if shapes[n][1] != self._shapes[n][1])
         if missing or changed:
