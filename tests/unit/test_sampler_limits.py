@@ -45,6 +45,8 @@ def test_zero_values_take_the_documented_defaults():
         ({"top_k": -1}, "top_k is -1"),
         ({"max_tokens": -2}, "max_tokens is -2"),
         ({"n": -1}, "n is -1"),
+        ({"temperature": 2.5}, "temperature is 2.5; use 0 .greedy. up to 2.0"),
+        ({"seed": -1}, "seed is -1"),
     ],
 )
 def test_bad_sampling_params_are_rejected_naming_the_field(params, message):

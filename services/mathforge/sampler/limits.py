@@ -13,6 +13,8 @@ from mathforge.runtime.errors import RequestError, check_count, require
 from mathforge.sampler.backend import SamplingSettings
 from mathforge.v1 import sampler_pb2
 
+MAX_TEMPERATURE = 2.0
+
 
 @dataclass(frozen=True)
 class SamplerLimits:
@@ -55,9 +57,10 @@ def check_settings(params: sampler_pb2.SamplingParams, limits: SamplerLimits) ->
             f"max_tokens is {max_tokens}, over the {limits.max_new_tokens} new-token limit (--max-new-tokens)"
         )
     temperature = float(params.temperature)
+    # vLLM accepts temperatures up to 2 only; the same bound on both backends keeps one API.
     require(
-        math.isfinite(temperature) and temperature >= 0,
-        f"temperature is {params.temperature}; use 0 (greedy) or a positive number",
+        math.isfinite(temperature) and 0 <= temperature <= MAX_TEMPERATURE,
+        f"temperature is {params.temperature}; use 0 (greedy) up to {MAX_TEMPERATURE}",
     )
     top_p = float(params.top_p)
     require(
@@ -73,6 +76,9 @@ def check_settings(params: sampler_pb2.SamplingParams, limits: SamplerLimits) ->
             raise RequestError.exhausted(
                 f"stop string {i} has {len(stop)} characters, over the {limits.max_stop_chars} limit"
             )
+    require(
+        not params.HasField("seed") or params.seed >= 0, f"seed is {params.seed}; use a non-negative integer"
+    )
     return SamplingSettings(
         n=n,
         temperature=temperature,
