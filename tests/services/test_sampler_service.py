@@ -145,12 +145,16 @@ def test_greedy_and_token_id_prompts_match_text_prompts(client):
     )
 
 
-def test_stream_yields_every_completion_once(client):
-    streamed = list(client.generate_stream(PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=21))
+def test_stream_yields_every_completion_once_as_soon_as_it_finishes(client):
+    params = {"n": 3, "temperature": 1.0, "max_tokens": 20, "seed": 21, "stop": ["e", "a", " "]}
+    streamed = list(client.generate_stream(PROMPTS, **params))
     assert sorted((c.prompt_index, c.sample_index) for c in streamed) == [
         (p, s) for p in range(2) for s in range(3)
     ]
-    unary = client.generate(PROMPTS, n=3, temperature=1.0, max_tokens=8, seed=21)
+    # Every row gains one token per step, so completions that stop earlier are sent earlier.
+    lengths = [len(c.token_ids) for c in streamed]
+    assert lengths == sorted(lengths) and len(set(lengths)) > 1
+    unary = client.generate(PROMPTS, **params)
     expected = {
         (p, c.sample_index): list(c.token_ids) for p, r in enumerate(unary.results) for c in r.completions
     }
