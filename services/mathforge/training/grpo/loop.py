@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 def frozen_copy(path: str, device: torch.device) -> PreTrainedModel:
     """A model loaded from `path` for scoring only (pi_ref): eval mode, no gradients."""
-    model, _ = load_model(path, dtype="float32", device=device)
+    model, _ = load_model(path, dtype="bfloat16" if device.type == "cuda" else "float32", device=device)
     model.eval()
     model.requires_grad_(False)
     return model
@@ -205,7 +205,8 @@ class GrpoRun:
             save_model(self.policy, self.tokenizer, reference, state_dict)
         barrier()
         if self.reference is not None:
-            self.reference.load_state_dict(self.policy.state_dict())
+            # from the saved copy: under ZeRO-3 no process holds the whole policy in memory
+            self.reference = frozen_copy(str(reference), self.env.device)
         self.state.reference = str(reference)
         self.state.iteration = iteration
         self.metrics.event(
