@@ -49,13 +49,23 @@ def plot_losses(losses: dict[str, list[list[float]]], path: Path) -> Path:
     return _save(figure, path)
 
 
+def moving_average(values: list[float], window: int) -> list[float]:
+    """The mean of each value and the `window` - 1 before it (fewer at the start)."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def plot_grpo(grpo: dict[str, Any], path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for name, label in (("reward_mean", "batch reward"), ("accuracy", "batch accuracy")):
         points = grpo["curves"].get(name) or []
         if points:
             steps, values = zip(*points, strict=True)
-            axis.plot(steps, values, label=label, alpha=0.8)
+            window = max(1, len(values) // 20)
+            axis.plot(steps, moving_average(list(values), window), label=f"{label} ({window}-step mean)")
     if grpo.get("held_out"):
         steps, values = zip(*grpo["held_out"], strict=True)
         axis.plot(steps, values, marker="o", label="held-out greedy accuracy")

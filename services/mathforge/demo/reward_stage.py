@@ -10,6 +10,7 @@ loaded into the reward service.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,10 @@ class RewardModels:
     evals: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def write_examples(examples: list[RewardExample], kind: str, directory: Path) -> tuple[Path, Path]:
-    """Training and held-out JSON-lines files of `examples` (the last 1/8 held out)."""
+def write_examples(examples: list[RewardExample], kind: str, directory: Path, seed: int) -> tuple[Path, Path]:
+    """Training and held-out JSON-lines files of `examples` (a seeded 1/8 held out)."""
+    examples = list(examples)
+    random.Random(seed).shuffle(examples)
     cut = max(1, int(len(examples) * (1 - HELD_OUT_SHARE)))
     directory.mkdir(parents=True, exist_ok=True)
     paths = (directory / f"{kind}-train.jsonl", directory / f"{kind}-eval.jsonl")
@@ -89,7 +92,7 @@ def train_reward_models(
     data_dir = run_dir / "data" / "reward"
     result = RewardModels(run_dir / "reward-orm" / "final", run_dir / "reward-prm" / "final", labels)
     for kind, examples, run in (("orm", orm_examples, settings.orm), ("prm", prm_examples, settings.prm)):
-        train, held_out = write_examples(examples, kind, data_dir)
+        train, held_out = write_examples(examples, kind, data_dir, config.seed)
         arguments = run.arguments(
             {
                 "seed": config.seed,
