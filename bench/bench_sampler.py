@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,9 +164,28 @@ class ServiceProcess:
         self.process.wait(60)
 
 
+def paired_runs(local_fn, remote_fn, requests: list, concurrency: int, rounds: int) -> dict:
+    """Runs each group of `concurrency` requests in-process and over gRPC back to back (which side
+    goes first alternates), so both sides of a pair see the same load from the rest of the
+    machine; the median of the per-pair time ratios is the overhead estimate."""
+    ratios: list[float] = []
+    totals = {"local_s": 0.0, "remote_s": 0.0, "local_tokens": 0, "remote_tokens": 0}
+    groups = [requests[i : i + concurrency] for i in range(0, len(requests), concurrency)]
+    for pair in range(rounds * len(groups)):
+        group = groups[pair % len(groups)]
+        sides = [("local", local_fn), ("remote", remote_fn)]
+        measured = {}
+        for name, fn in sides if pair % 2 == 0 else sides[::-1]:
+            measured[name] = timed(fn, group, concurrency)
+        ratios.append(measured["remote"][0] / measured["local"][0])
+        for name in ("local", "remote"):
+            totals[f"{name}_s"] += measured[name][0]
+            totals[f"{name}_tokens"] += measured[name][1]
+    return {**totals, "ratio": statistics.median(ratios), "pairs": len(ratios)}
+
+
 def compare(policy: Path, args: argparse.Namespace, requests: list) -> None:
-    """Interleaves rounds in-process and over gRPC and keeps each side's best round, so that load
-    from other processes on a shared machine hits both sides alike."""
+    """The workload in-process and through the service, in pairs (see paired_runs)."""
     local = InProcessSampler(policy, args)
     server = ServiceProcess(policy, args)
     with SamplerClient(server.target, timeout_s=600) as client:
@@ -178,23 +198,16 @@ def compare(policy: Path, args: argparse.Namespace, requests: list) -> None:
         print(
             f"workload: {args.requests} requests x {args.prompts} prompts x n={args.n}, max_tokens "
             f"{args.max_tokens}, preset {args.preset}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
-            f"best of {args.rounds} interleaved rounds; the service runs in its own process"
+            f"{args.rounds} rounds; the service runs in its own process"
         )
         for concurrency in (1, args.concurrency):
-            best_local = best_remote = (float("inf"), 0)
-            for _ in range(args.rounds):
-                this_local = timed(local.generate_tokens, requests, concurrency)
-                this_remote = timed(remote_tokens, requests, concurrency)
-                if args.verbose:
-                    print(f"    round: in-process {this_local[0]:.2f} s, gRPC {this_remote[0]:.2f} s")
-                best_local, best_remote = min(best_local, this_local), min(best_remote, this_remote)
-            (local_s, local_tokens), (grpc_s, grpc_tokens) = best_local, best_remote
-            same = "same tokens" if local_tokens == grpc_tokens else "TOKEN COUNTS DIFFER"
+            run = paired_runs(local.generate_tokens, remote_tokens, requests, concurrency, args.rounds)
+            same = "same tokens" if run["local_tokens"] == run["remote_tokens"] else "TOKEN COUNTS DIFFER"
             print(
-                f"  {concurrency} in flight: in-process {local_s:6.2f} s "
-                f"({local_tokens / local_s:6.0f} tok/s)"
-                f"   gRPC {grpc_s:6.2f} s ({grpc_tokens / grpc_s:6.0f} tok/s)"
-                f"   ratio {grpc_s / local_s:.3f} (target <= 1.1; {same})"
+                f"  {concurrency} in flight: in-process {run['local_tokens'] / run['local_s']:6.0f} tok/s"
+                f"   gRPC {run['remote_tokens'] / run['remote_s']:6.0f} tok/s"
+                f"   time ratio gRPC / in-process, median of {run['pairs']} pairs: {run['ratio']:.3f}"
+                f" (target <= 1.1; {same})"
             )
     server.close()
     local.close()
@@ -235,12 +248,8 @@ def decoding_loop_vs_generate(policy: Path, args: argparse.Namespace, requests: 
             torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1).gather(2, new[:, :, None])
         return int((new != tokenizer.pad_token_id).sum())
 
-    ours_best = theirs_best = (float("inf"), 0)
-    for _ in range(args.rounds):
-        ours_best = min(ours_best, timed(local.generate_tokens, requests, 1))
-        theirs_best = min(theirs_best, timed(hf_tokens, requests, 1))
-    (ours_s, ours_tokens), (theirs_s, theirs_tokens) = ours_best, theirs_best
-    ours_rate, theirs_rate = ours_tokens / ours_s, theirs_tokens / theirs_s
+    run = paired_runs(local.generate_tokens, hf_tokens, requests, 1, args.rounds)
+    ours_rate, theirs_rate = run["local_tokens"] / run["local_s"], run["remote_tokens"] / run["remote_s"]
     print(
         f"decoding loop, 1 in flight: ours {ours_rate:6.0f} tok/s   transformers generate "
         f"{theirs_rate:6.0f} tok/s   speed-up {ours_rate / theirs_rate:.2f}x"
@@ -271,8 +280,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
     parser.add_argument("--batch-rows", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per side; the best counts")
-    parser.add_argument("--verbose", action="store_true", help="print every round's times")
+    parser.add_argument("--rounds", type=int, default=3, help="times the workload runs on each side")
     parser.add_argument(
         "--load-presets", default="tiny,small,base-100m", help="presets to time LoadWeights on"
     )
