@@ -146,3 +146,44 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(model, token
     decode_batch(model, tokenizer, requests, {tokenizer.eos_token_id})
     assert sorted((s.prompt_index, s.sample_index) for s in out) == [(0, 0), (0, 1)]
     assert all(len(s.token_ids) <= 5 for s in out)
+
+
+LONG = "a long first prompt, longer than the other one"
+
+
+@pytest.mark.parametrize(
+    ("running_prompt", "running_tokens", "joining_prompts"),
+    [
+        (LONG, 6, ["2+2=", "x"]),  # the joiner is padded to the batch; then the batch is trimmed
+        ("x", 12, [LONG, "2+2="]),  # the running rows are padded to the joiner's width
+    ],
+)
+def test_a_request_joining_a_running_batch_samples_as_if_alone(
+    model, tokenizer, running_prompt, running_tokens, joining_prompts
+):
+    running = GenerationJob(
+        [_prompt(tokenizer, running_prompt)],
+        SamplingSettings(n=2, temperature=1.0, max_tokens=running_tokens),
+    )
+    joiner = GenerationJob(
+        [_prompt(tokenizer, text) for text in joining_prompts],
+        SamplingSettings(n=3, temperature=0.9, top_k=50, max_tokens=8, stop=("e",)),
+    )
+    alone = _run(model, tokenizer, [(joiner, 5)])[0]
+    joined: list[Sample] = []
+    done: list[str] = []
+    offers: list[int] = []
+
+    def more(free_rows: int) -> list[DecodeRequest]:
+        offers.append(free_rows)
+        if len(offers) != 4:  # join after the running request's 4th token
+            return []
+        return [DecodeRequest(joiner, joined.append, 5, on_done=lambda: done.append("joiner"))]
+
+    first = DecodeRequest(running, lambda s: None, 1, on_done=lambda: done.append("running"))
+    decode_batch(model, tokenizer, [first], {tokenizer.eos_token_id}, more, max_rows=16)
+    joined.sort(key=lambda s: (s.prompt_index, s.sample_index))
+    assert [s.token_ids for s in joined] == [s.token_ids for s in alone]
+    for a, b in zip(alone, joined, strict=True):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+    assert offers[0] == 14 and sorted(done) == ["joiner", "running"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from mathforge.sampler.backend import GenerationJob, SamplingSettings
@@ -98,7 +99,7 @@ def test_worker_batches_queued_jobs_on_the_same_weights_within_the_row_budget():
     batches: list[tuple[str, list[int]]] = []
     started, gate = threading.Event(), threading.Event()
 
-    def run_batch(weights: str, jobs: list[PendingJob]) -> None:
+    def run_batch(weights: str, jobs: list[PendingJob], take_more) -> None:
         started.set()
         gate.wait(5)
         batches.append((weights, [j.rows for j in jobs]))
@@ -122,7 +123,7 @@ def test_worker_batches_queued_jobs_on_the_same_weights_within_the_row_budget():
 
 
 def test_worker_reports_a_failed_batch_to_each_caller_and_keeps_running():
-    def run_batch(weights: str, jobs: list[PendingJob]) -> None:
+    def run_batch(weights: str, jobs: list[PendingJob], take_more) -> None:
         if weights == "bad":
             raise RuntimeError("out of memory")
 
@@ -133,3 +134,35 @@ def test_worker_reports_a_failed_batch_to_each_caller_and_keeps_running():
         assert worker.submit("good", _job(1, 1), print).result(5) is None
     finally:
         worker.close()
+
+
+def test_a_job_queued_during_a_batch_joins_it_and_returns_before_the_batch_ends():
+    started, joined, release = threading.Event(), threading.Event(), threading.Event()
+    seen: list[list[int]] = []
+
+    def run_batch(weights: str, jobs: list[PendingJob], take_more) -> None:
+        if weights == "b":
+            return
+        started.set()
+        deadline = time.monotonic() + 5
+        while not (more := take_more(8 - sum(j.rows for j in jobs))) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        seen.append([j.rows for j in more])
+        more[0].finish()  # its rows are done; the batch itself runs on
+        joined.set()
+        release.wait(5)
+
+    worker = DecodeWorker(run_batch, max_rows=8)
+    try:
+        first = worker.submit("a", _job(1, 2), print)
+        assert started.wait(5)
+        worker.submit("b", _job(1, 1), print)  # other weights: never joins this batch
+        late = worker.submit("a", _job(1, 4), print)
+        assert joined.wait(5)
+        assert late.result(5) is None and not first.done()
+        release.set()
+        assert first.result(5) is None
+    finally:
+        release.set()
+        worker.close()
+    assert seen == [[4]]

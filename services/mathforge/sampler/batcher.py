@@ -4,11 +4,12 @@
     future = worker.submit(weights, job, on_sample)   # concurrent.futures.Future
     await asyncio.wrap_future(future)
 
-Jobs that arrive while a batch runs wait and then go together into the next one, as many as fit in
-`max_rows` sample rows, provided they asked for the same weights (a job admitted before a weight
-swap is never batched with one admitted after it). A job larger than `max_rows` runs alone. A job
-that finds the worker idle waits up to `batch_wait_s` for company, so requests sent together by
-several clients (which arrive a few hundred microseconds apart) share one batch.
+A batch takes queued jobs in order, as many as fit in `max_rows` sample rows, provided they asked
+for the same weights (a job admitted before a weight swap is never batched with one admitted after
+it); a job larger than `max_rows` runs alone. While a batch runs, the runner may take more queued
+jobs into it between steps (`take_more`), in the same order, so a job waits for a free row rather
+than for the whole batch. A job that finds the worker idle waits up to `batch_wait_s` for company,
+so requests sent together by several clients (a few hundred microseconds apart) start together.
 """
 
 from __future__ import annotations
@@ -41,12 +42,20 @@ class PendingJob:
     def rows(self) -> int:
         return len(self.job.prompts) * self.job.settings.n
 
+    def finish(self) -> None:
+        """Tells the caller its job is done (the batch may run on with other jobs)."""
+        if not self.future.done():
+            self.future.set_result(None)
 
-BatchRunner = Callable[[Any, list[PendingJob]], None]
+
+TakeMore = Callable[[int], list[PendingJob]]
+#: run_batch(weights, jobs, take_more): decodes `jobs`, calling each one's `finish` when it is done;
+#: take_more(free_rows) hands over queued jobs on the same weights that fit in `free_rows`.
+BatchRunner = Callable[[Any, list[PendingJob], TakeMore], None]
 
 
 class DecodeWorker:
-    """Owns one thread; `run_batch(weights, jobs)` is called there for each micro-batch."""
+    """Owns one thread; `run_batch(weights, jobs, take_more)` is called there for each batch."""
 
     def __init__(
         self, run_batch: BatchRunner, max_rows: int, batch_wait_s: float = 0.0, name: str = "sampler-decode"
@@ -98,28 +107,47 @@ class DecodeWorker:
             if self._closed:
                 return None
             first = self._queue.popleft()
-            batch, rows = [first], first.rows
-            # Skip over jobs on other weights rather than stop at them: they keep their place.
-            for pending in list(self._queue):
-                if pending.weights is first.weights and rows + pending.rows <= self.max_rows:
-                    self._queue.remove(pending)
-                    batch.append(pending)
-                    rows += pending.rows
-            return batch
+            return [first, *self._take(first.weights, self.max_rows - first.rows)]
+
+    def _take(self, weights: Any, free_rows: int) -> list[PendingJob]:
+        """Queued jobs on `weights`, in order, while they fit in `free_rows` (caller holds the lock).
+        Jobs on other weights are passed over; the first job that does not fit stops the taking,
+        so a large job is not overtaken forever by small ones."""
+        taken: list[PendingJob] = []
+        for pending in list(self._queue):
+            if pending.weights is not weights:
+                continue
+            if pending.rows > free_rows:
+                break
+            self._queue.remove(pending)
+            taken.append(pending)
+            free_rows -= pending.rows
+        return taken
 
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
             live = [p for p in batch if p.future.set_running_or_notify_cancel()]
-            if not live:
-                continue
-            try:
-                self._run_batch(live[0].weights, live)
-            except BaseException as exc:  # every caller of the batch gets the error; the thread lives on
-                log.exception("decode batch failed")
-                for pending in live:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                continue
+            if live:
+                self._run(live)
+
+    def _run(self, live: list[PendingJob]) -> None:
+        """Runs one batch; jobs that join it are added to `live`, so a failure reaches them too."""
+        weights = live[0].weights
+
+        def take_more(free_rows: int) -> list[PendingJob]:
+            with self._ready:
+                taken = self._take(weights, free_rows)
+            joining = [p for p in taken if p.future.set_running_or_notify_cancel()]
+            live.extend(joining)
+            return joining
+
+        try:
+            self._run_batch(weights, live, take_more)
+        except BaseException as exc:  # every caller of the batch gets the error; the thread lives on
+            log.exception("decode batch failed")
             for pending in live:
                 if not pending.future.done():
-                    pending.future.set_result(None)
+                    pending.future.set_exception(exc)
+            return
+        for pending in live:
+            pending.finish()

@@ -3,19 +3,23 @@ left-padded batch, n samples per prompt, each sample drawing from its own random
 (request seed, prompt index, sample index), so it is reproducible whatever else shares the batch.
 
     decode_batch(model, tokenizer, [DecodeRequest(job, on_sample, seed=7)], eos_ids={2})
+    decode_batch(..., more=take_queued, max_rows=512)    # requests join while it runs
 
 The prompts are run once (prefill) and their cache rows copied n times, so a group of G samples
 pays for its prompt once. Rows that finish are dropped from the cache, so the batch shrinks as
-completions end. The log-probability returned for each token is the model's own log-softmax of
-its raw logits at that position (before temperature, top-k and top-p), the quantity GRPO's ratio
-and KL terms need.
+completions end, and requests that arrive meanwhile are prefilled and join the running batch
+between two steps (continuous batching): their cache rows are left-padded to the batch's width,
+which padding and position ids make invisible, and columns that have become padding for every
+row are cut off, so the width follows the longest live row. The log-probability returned for each
+token is the model's own log-softmax of its raw logits at that position (before temperature,
+top-k and top-p), the quantity GRPO's ratio and KL terms need.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -38,6 +42,8 @@ class DecodeRequest:
     job: GenerationJob
     on_sample: SampleCallback
     seed: int
+    #: Called once every sample of the job has been sent (or dropped, if the job was cancelled).
+    on_done: Callable[[], None] | None = None
 
 
 @dataclass
@@ -67,51 +73,93 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=-1) - 1).clamp(min=0)
 
 
-class _Batch:
-    """The rows being decoded, their cache and attention mask, shrinking as rows finish."""
+def _pad_left(cache: DynamicCache, mask: torch.Tensor, columns: int) -> torch.Tensor:
+    """Widens every cache layer and the mask by `columns` masked positions on the left."""
+    for layer in cache.layers:
+        layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, columns, 0))
+        layer.values = torch.nn.functional.pad(layer.values, (0, 0, columns, 0))
+    return torch.nn.functional.pad(mask, (columns, 0))
 
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        requests: Sequence[DecodeRequest],
-        eos_ids: set[int],
-    ):
-        self.model, self.tokenizer, self.requests, self.eos_ids = model, tokenizer, requests, eos_ids
-        self.matchers = [StopMatcher(r.job.settings.stop) for r in requests]
+
+class _Batch:
+    """The rows being decoded, their cache and attention mask; rows leave as they finish and
+    requests join between steps."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, eos_ids: set[int]):
+        self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
         self.device = next(model.parameters()).device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.requests: list[DecodeRequest] = []
+        self.matchers: list[StopMatcher] = []
+        self.rows_left: list[int] = []
         self.rows: list[_Row] = []
+        self.cache = DynamicCache()
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
+        self.logits = torch.zeros((0, 0), device=self.device)
+
+    def admit(self, requests: Sequence[DecodeRequest]) -> None:
+        """Prefills the prompts of `requests` and adds their sample rows to the batch."""
         prompts: list[Sequence[int]] = []
         row_prompt: list[int] = []
-        for r_index, request in enumerate(requests):
+        rows: list[_Row] = []
+        for request in requests:
+            r_index = len(self.requests)
+            self.requests.append(request)
+            self.matchers.append(StopMatcher(request.job.settings.stop))
             settings = request.job.settings
+            self.rows_left.append(len(request.job.prompts) * settings.n)
             for p_index, prompt in enumerate(request.job.prompts):
+                place = request.job.prompt_offset + p_index
                 for s_index in range(settings.n):
                     row_prompt.append(len(prompts))
-                    place = request.job.prompt_offset + p_index
                     rng = row_rng(request.seed, place, s_index)
-                    self.rows.append(_Row(r_index, place, s_index, settings.max_tokens, rng))
+                    rows.append(_Row(r_index, place, s_index, settings.max_tokens, rng))
                 prompts.append(prompt)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids, mask = _left_padded(prompts, pad_id)
-        self.cache = DynamicCache()
-        logits = self._forward(ids, mask, _positions(mask))
+        ids, mask = _left_padded(prompts, self.pad_id)
+        cache = DynamicCache()
+        logits = self._forward(cache, ids, mask, _positions(mask))
         # Copy each prompt's cache row and last logits to its n sample rows.
         select = torch.tensor(row_prompt, dtype=torch.long, device=self.device)
-        self.cache.batch_select_indices(select)
-        self.mask = mask.to(self.device)[select]
-        self.logits = logits[select]
+        cache.batch_select_indices(select)
+        mask, logits = mask.to(self.device)[select], logits[select]
+        if not self.rows:
+            self.cache, self.mask, self.logits, self.rows = cache, mask, logits, rows
+            return
+        width, new_width = self.mask.shape[1], mask.shape[1]
+        if new_width < width:
+            mask = _pad_left(cache, mask, width - new_width)
+        elif width < new_width:
+            self.mask = _pad_left(self.cache, self.mask, new_width - width)
+        for layer, joining in zip(self.cache.layers, cache.layers, strict=True):
+            layer.keys = torch.cat([layer.keys, joining.keys])
+            layer.values = torch.cat([layer.values, joining.values])
+        self.mask = torch.cat([self.mask, mask])
+        self.logits = torch.cat([self.logits, logits])
+        self.rows += rows
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self, cache: DynamicCache, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
         out = self.model(
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
-            past_key_values=self.cache,
+            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         )
         return out.logits[:, -1, :].float()
+
+    def _keep(self, keep: list[int]) -> None:
+        """Drops every row not in `keep` and the columns that are padding for all that remain."""
+        where = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.cache.batch_select_indices(where)
+        self.mask = self.mask[where]
+        first = int(self.mask.any(dim=0).nonzero()[0])
+        if first > 0:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
 
     def step(self) -> None:
         """Samples one token for every live row, emits finished samples, advances the rest."""
@@ -140,17 +188,23 @@ class _Batch:
             # A cancelled request's rows leave the batch without a sample: nobody waits for it.
             if not self.requests[row.request].job.cancelled and not self._finish_if_done(row):
                 keep.append(i)
+            else:
+                self._row_done(row.request)
         if len(keep) < len(self.rows):
             self.rows = [self.rows[i] for i in keep]
             if not keep:
                 return
-            where = torch.tensor(keep, dtype=torch.long, device=self.device)
-            self.cache.batch_select_indices(where)
-            self.mask = self.mask[where]
-            chosen = chosen[where]
+            self._keep(keep)
+            chosen = chosen[torch.tensor(keep, dtype=torch.long, device=self.device)]
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
         positions = self.mask.sum(dim=-1, keepdim=True) - 1
-        self.logits = self._forward(chosen[:, None], self.mask, positions)
+        self.logits = self._forward(self.cache, chosen[:, None], self.mask, positions)
+
+    def _row_done(self, r_index: int) -> None:
+        self.rows_left[r_index] -= 1
+        on_done = self.requests[r_index].on_done
+        if self.rows_left[r_index] == 0 and on_done is not None:
+            on_done()
 
     def _finish_if_done(self, row: _Row) -> bool:
         matcher = self.matchers[row.request]
@@ -176,11 +230,18 @@ def decode_batch(
     tokenizer: PreTrainedTokenizerBase,
     requests: Sequence[DecodeRequest],
     eos_ids: set[int],
+    more: Callable[[int], Sequence[DecodeRequest]] | None = None,
+    max_rows: int = 0,
 ) -> None:
-    """Runs every request to completion in one batch; each sample goes to its request's callback
-    as soon as it finishes (EOS, a stop string, or max_tokens)."""
+    """Runs `requests` to completion; each sample goes to its request's callback as soon as it
+    finishes (EOS, a stop string, or max_tokens). Between steps, `more(free_rows)` may hand over
+    requests of at most that many rows to join the batch, up to `max_rows` rows in all."""
     if not requests:
         return
-    batch = _Batch(model, tokenizer, requests, eos_ids)
+    batch = _Batch(model, tokenizer, eos_ids)
+    batch.admit(requests)
     while batch.rows:
         batch.step()
+        free = max_rows - len(batch.rows)
+        if more is not None and batch.rows and free > 0 and (joining := more(free)):
+            batch.admit(joining)

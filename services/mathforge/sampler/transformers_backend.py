@@ -28,7 +28,7 @@ from mathforge.sampler.backend import (
     StagedWeights,
     WeightsError,
 )
-from mathforge.sampler.batcher import DecodeWorker, PendingJob
+from mathforge.sampler.batcher import DecodeWorker, PendingJob, TakeMore
 from mathforge.sampler.decoding import DecodeRequest, decode_batch
 
 
@@ -157,14 +157,18 @@ class TransformersBackend(SamplerBackend):
             for future in futures:
                 future.cancel()
 
-    def _run_batch(self, model: PreTrainedModel, jobs: list[PendingJob]) -> None:
-        requests = []
-        for pending in jobs:
+    def _run_batch(self, model: PreTrainedModel, jobs: list[PendingJob], take_more: TakeMore) -> None:
+        def request(pending: PendingJob) -> DecodeRequest:
             seed = pending.job.settings.seed
-            if seed is None:
-                seed = secrets.randbits(63)
-            requests.append(DecodeRequest(pending.job, pending.on_sample, seed))
-        decode_batch(model, self.tokenizer, requests, self.eos_ids)
+            seed = secrets.randbits(63) if seed is None else seed
+            return DecodeRequest(pending.job, pending.on_sample, seed, on_done=pending.finish)
+
+        def more(free_rows: int) -> list[DecodeRequest]:
+            return [request(pending) for pending in take_more(free_rows)]
+
+        decode_batch(
+            model, self.tokenizer, [request(p) for p in jobs], self.eos_ids, more, self.max_batch_rows
+        )
 
     def queue_depth(self) -> int:
         return self.worker.queued_prompts() if self.worker is not None else 0
