@@ -57,7 +57,7 @@ class Config(ServiceConfig):
     max_new_tokens: int = option(1024, "most new tokens per completion (PAPER.md section 4: max length 1024)")
     default_max_tokens: int = option(256, "new tokens per completion when a request sets max_tokens 0")
     max_stop_strings: int = option(16, "most stop strings per request")
-    max_batch_rows: int = option(512, "transformers: most sample rows decoded together in one micro-batch")
+    max_batch_rows: int = option(512, "transformers: most sample rows in the running batch")
     batch_wait_ms: float = option(
         2.0, "transformers: how long a request finding the decoder idle waits for others to batch with"
     )
