@@ -129,10 +129,14 @@ def _free(port: int) -> bool:
     return True
 
 
-def free_port_offset(first: int = 1000, step: int = 100, tries: int = 200) -> int:
-    """An offset at which every service's gRPC and metrics port is free on loopback."""
-    for attempt in range(tries):
-        offset = first + attempt * step
+def free_port_offset(first: int = 1000, step: int = 100, slots: int = 200) -> int:
+    """An offset at which every service's gRPC and metrics port is free on loopback.
+
+    The search starts at a slot picked from the process id, so two demos starting at the same
+    moment (before either has bound its ports) are unlikely to pick the same offset."""
+    start = os.getpid() % slots
+    for attempt in range(slots):
+        offset = first + ((start + attempt) % slots) * step
         ports = [p + offset for spec in SERVICES.values() for p in (spec.port, spec.metrics_port)]
         if all(p < 65536 and _free(p) for p in ports):
             return offset

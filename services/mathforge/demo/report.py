@@ -101,7 +101,7 @@ def render_markdown(report: dict[str, Any], checks: list[Check]) -> str:
         "",
         _markdown_table(
             ["stage", "seconds"],
-            [[key, seconds] for key, seconds in report["stage_durations_s"].items()],
+            [[key, f"{seconds:.0f}"] for key, seconds in report["stage_durations_s"].items()],
         ),
         "",
         f"Plots: {', '.join(PLOT_FILES)}.",

@@ -10,6 +10,7 @@ loaded into the reward service.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,7 @@ def train_reward_models(
             result.evals[kind] = {
                 k: float(v)
                 for k, v in evals[-1].items()
-                if isinstance(v, int | float) and k not in ("time", "step")
+                if isinstance(v, int | float) and math.isfinite(v) and k not in ("time", "step")
             }
         path = result.orm if kind == "orm" else result.prm
         reward.load_model(kind, version=1, path=str(path.resolve()))
