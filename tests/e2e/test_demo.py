@@ -126,3 +126,43 @@ def test_ctrl_c_mid_run_stops_services_and_training(tmp_path: Path) -> None:
     assert demo.returncode == 130, "".join(seen) + rest
     assert "interrupted" in rest
     assert_nothing_left(tag)
+
+
+def test_bad_demo_setting_is_named_and_exits_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mathforge.demo", "--quick", "eval.kk=3", "--runs-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "'eval.kk'" in done.stderr and "known here" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_checks_say_which_requirement_fails() -> None:
+    from mathforge.demo.checks import demo_checks
+    from mathforge.demo.config import ChecksConfig
+
+    report = {
+        "recall_rounds": [
+            {"round": 1, "recall": 0.6, "precision": 0.99},
+            {"round": 2, "recall": 0.95, "precision": 0.93},
+        ],
+        "held_out_problems": 200,
+        "accuracy": {"base": 0.0, "sft": 0.10, "rl": 0.14},
+        "maj_at_k": {
+            "sft": {"1": 0.10, "2": 0.10, "4": 0.12},
+            "rl": {"1": 0.14, "2": 0.11, "4": 0.15},
+        },
+        "pass_at_k": {"sft": {"1": 0.09, "2": 0.15, "4": 0.2}, "rl": {"1": 0.13, "2": 0.10, "4": 0.3}},
+    }
+    verdicts = {c.name: c.passed for c in demo_checks(report, ChecksConfig())}
+    assert verdicts == {
+        "recall": True,
+        "rl_beats_sft": False,  # +4 points, 5 wanted
+        "maj_at_k_rises_sft": True,
+        "maj_at_k_rises_rl": False,  # drops 0.03 from k=1 to k=2
+        "pass_at_k_at_least_maj_at_k": False,  # rl k=2: 0.10 < 0.11
+    }
