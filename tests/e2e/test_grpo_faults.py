@@ -1,6 +1,7 @@
 """GRPO against real sampler and reward services on loopback, as separate processes, with faults:
-the sampler killed and restarted mid-run, and the trainer killed with SIGKILL and restarted. Both
-runs must end with exactly the losses of an undisturbed run, step for step.
+the reward service and then the sampler killed with SIGKILL and restarted mid-run, and the trainer
+killed with SIGKILL and restarted. Both runs must end with exactly the losses of an undisturbed run,
+step for step.
 
 The policy is a tiny random-weight model and the rewards come from the reward service's random ORM
 and PRM (process supervision): continuous, different rewards in every group, so every step moves
@@ -209,10 +210,10 @@ def test_undisturbed_run_learns_from_process_rewards_and_versions_every_step(und
         assert key in steps[0]
 
 
-def test_sampler_killed_mid_run_is_waited_for_and_the_run_matches_an_undisturbed_one(
+def test_services_killed_mid_run_are_waited_for_and_the_run_matches_an_undisturbed_one(
     policy_dir, services, undisturbed, tmp_path
 ):
-    sampler = services["sampler"]
+    sampler, reward = services["sampler"], services["reward"]
     process = subprocess.Popen(
         trainer_command(policy_dir, tmp_path / "run", services),
         stdout=subprocess.PIPE,
@@ -225,6 +226,9 @@ def test_sampler_killed_mid_run_is_waited_for_and_the_run_matches_an_undisturbed
     lines = []
     for line in process.stdout:
         lines.append(line)
+        if '"step": 1,' in line and '"event": "step"' in line:
+            reward.kill()  # the trainer is about to score step 2 (its random RMs come back the same)
+            reward.start()
         if '"step": 2,' in line and '"event": "step"' in line:
             sampler.kill()  # mid-run: the trainer is about to sample step 3
             time.sleep(1.0)
