@@ -280,7 +280,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
     parser.add_argument("--batch-rows", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3, help="times the workload runs on each side")
+    parser.add_argument("--rounds", type=int, default=5, help="times the workload runs on each side")
     parser.add_argument(
         "--load-presets", default="tiny,small,base-100m", help="presets to time LoadWeights on"
     )
