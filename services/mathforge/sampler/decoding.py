@@ -89,9 +89,12 @@ class _Batch:
         self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
         self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.requests: list[DecodeRequest] = []
-        self.matchers: list[StopMatcher] = []
-        self.rows_left: list[int] = []
+        # Keyed by a per-batch request number and dropped when a request is done, so a batch that
+        # keeps taking requests in does not keep the finished ones.
+        self.requests: dict[int, DecodeRequest] = {}
+        self.matchers: dict[int, StopMatcher] = {}
+        self.rows_left: dict[int, int] = {}
+        self.admitted = 0
         self.rows: list[_Row] = []
         self.cache = DynamicCache()
         self.mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)
@@ -103,11 +106,11 @@ class _Batch:
         row_prompt: list[int] = []
         rows: list[_Row] = []
         for request in requests:
-            r_index = len(self.requests)
-            self.requests.append(request)
-            self.matchers.append(StopMatcher(request.job.settings.stop))
+            r_index, self.admitted = self.admitted, self.admitted + 1
             settings = request.job.settings
-            self.rows_left.append(len(request.job.prompts) * settings.n)
+            self.requests[r_index] = request
+            self.matchers[r_index] = StopMatcher(settings.stop)
+            self.rows_left[r_index] = len(request.job.prompts) * settings.n
             for p_index, prompt in enumerate(request.job.prompts):
                 place = request.job.prompt_offset + p_index
                 for s_index in range(settings.n):
@@ -202,9 +205,12 @@ class _Batch:
 
     def _row_done(self, r_index: int) -> None:
         self.rows_left[r_index] -= 1
-        on_done = self.requests[r_index].on_done
-        if self.rows_left[r_index] == 0 and on_done is not None:
-            on_done()
+        if self.rows_left[r_index] > 0:
+            return
+        request = self.requests.pop(r_index)
+        del self.matchers[r_index], self.rows_left[r_index]
+        if request.on_done is not None:
+            request.on_done()
 
     def _finish_if_done(self, row: _Row) -> bool:
         matcher = self.matchers[row.request]
