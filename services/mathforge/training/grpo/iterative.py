@@ -2,7 +2,7 @@
 each iteration boundary continue training the reward model on them with 10% replay of older ones.
 
     trainer = RewardModelTrainer(config, out_dir)
-    record_samples(trainer, link, tokenizer, rollout, config, step)    # every step, rank 0
+    record_samples(trainer, rollout, config, step)                     # every step, rank 0
     path = trainer.retrain(iteration=2, step=200)                      # <out>/reward-model/iteration-2/final
 
 Samples of step s go to <out>/reward-model/samples/step-<s>.jsonl (written atomically, so a
@@ -24,12 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from transformers import PreTrainedTokenizerBase
-
 from mathforge.models.checkpoint import write_text_atomic
 from mathforge.training.grpo.config import GrpoConfig
-from mathforge.training.grpo.rollout import Rollout, score_rollout
-from mathforge.training.grpo.services import ServiceLink
+from mathforge.training.grpo.rollout import Rollout
 
 log = logging.getLogger(__name__)
 
@@ -103,32 +100,11 @@ class RewardModelTrainer:
         return self.model_dir(iteration)
 
 
-def record_samples(
-    trainer: RewardModelTrainer,
-    link: ServiceLink,
-    tokenizer: PreTrainedTokenizerBase,
-    rollout: Rollout,
-    config: GrpoConfig,
-    step: int,
-) -> Path:
+def record_samples(trainer: RewardModelTrainer, rollout: Rollout, config: GrpoConfig, step: int) -> Path:
     """Writes the first `samples_per_question` outputs of each group, labelled by the rule verifier."""
     keep = min(config.iterative.samples_per_question, rollout.group_size)
     chosen = [q * rollout.group_size + k for q in range(len(rollout.questions)) for k in range(keep)]
-    if config.reward.kind == "rule":
-        correct = [rollout.correct[i] for i in chosen]
-    else:
-        subset = Rollout(
-            rollout.questions,
-            rollout.group_size,
-            rollout.weights_version,
-            rollout.prompt_ids,
-            rollout.completion_ids,
-            rollout.sampler_logprobs,
-            rollout.texts,
-            rollout.truncated,
-        )
-        score_rollout(link, tokenizer, subset, config, kind="rule")
-        correct = [subset.correct[i] for i in chosen]
+    correct = [rollout.correct[i] for i in chosen]  # the rule verifier's, whatever the reward
     lines = []
     for index, label in zip(chosen, correct, strict=True):
         question = rollout.questions[index // rollout.group_size]

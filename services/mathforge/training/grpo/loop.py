@@ -169,7 +169,7 @@ class GrpoRun:
         )
         update_seconds = time.perf_counter() - update_began
         if self.rm_trainer is not None and self.env.is_main:
-            record_samples(self.rm_trainer, self.link, self.tokenizer, rollout, self.config, step)
+            record_samples(self.rm_trainer, rollout, self.config, step)
         publish_seconds = self.publish(self.state.weights_version + 1)
         values = step_metrics(rollout, advantages, stats, self.env)
         values.update(

@@ -110,9 +110,27 @@ def score_rollout(
     config: GrpoConfig,
     kind: str = "",
 ) -> None:
-    """Fills the rollout's rewards (and step rewards mapped onto policy tokens) from the reward service."""
+    """Fills the rollout's rewards (and step rewards mapped onto policy tokens) from the reward service,
+    and `correct` from the rule verifier (a second, cheap call when the reward does not include it)."""
     began = time.perf_counter()
     kind = kind or config.reward.kind
+    weights = config.reward.weights if kind == "mix" else {}
+    results = _score(link, rollout, kind, weights, config.reward.format_penalty)
+    rollout.rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
+    graded = kind == "rule" or weights.get("rule", 0.0) != 0.0
+    rule = results if graded else _score(link, rollout, "rule", {}, 0.0)
+    rollout.correct = [bool(r.correct) for r in rule]
+    rollout.step_rewards = [[s.reward for s in r.steps] for r in results]
+    rollout.step_ends = [
+        step_end_tokens(tokenizer, ids, [s.char_end for s in r.steps]) if r.steps else []
+        for ids, r in zip(rollout.completion_ids, results, strict=True)
+    ]
+    rollout.score_seconds = time.perf_counter() - began
+
+
+def _score(
+    link: ServiceLink, rollout: Rollout, kind: str, weights: dict[str, float], penalty: float
+) -> list[reward_pb2.RewardResult]:
     items = [
         reward_pb2.RewardItem(
             question=rollout.questions[i // rollout.group_size].question,
@@ -126,18 +144,11 @@ def score_rollout(
         request = reward_pb2.RewardRequest(
             items=items[first : first + SCORE_ITEMS_PER_CALL],
             kind=REWARD_KIND[kind],
-            weights=config.reward.weights if kind == "mix" else {},
-            format_penalty=config.reward.format_penalty,
+            weights=weights,
+            format_penalty=penalty,
         )
         results.extend(link.score(request).results)
-    rollout.rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
-    rollout.correct = [bool(r.correct) for r in results]
-    rollout.step_rewards = [[s.reward for s in r.steps] for r in results]
-    rollout.step_ends = [
-        step_end_tokens(tokenizer, ids, [s.char_end for s in r.steps]) if r.steps else []
-        for ids, r in zip(rollout.completion_ids, results, strict=True)
-    ]
-    rollout.score_seconds = time.perf_counter() - began
+    return results
 
 
 def step_end_tokens(
