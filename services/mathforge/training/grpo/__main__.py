@@ -10,9 +10,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from mathforge.models.checkpoint import CheckpointError
 from mathforge.training.config import ConfigError, load_config
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.loop import run_grpo
+from mathforge.training.grpo.services import StaleSampleError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,7 +24,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"grpo: {exc}", file=sys.stderr)
         return 2
-    run_grpo(config)
+    try:
+        run_grpo(config)
+    except (CheckpointError, TimeoutError, StaleSampleError) as exc:
+        # a wrong path, a service that never came up, another trainer on the sampler: say which
+        print(f"grpo: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
