@@ -167,7 +167,7 @@ def test_example_overlay_renders_valid_jobs_in_its_namespace_with_its_pvcs():
                 if "persistentVolumeClaim" in v
             }
             assert claims == {"research-math-corpus", "research-math-checkpoints"}
-            assert spec["containers"][0]["image"].endswith(":0.1.0-cu124")
+            assert spec["containers"][0]["image"].endswith(":0.1.1")
 
 
 def test_job_builder_is_reusable_for_other_stages():

@@ -16,8 +16,6 @@ import json
 import sys
 from typing import Any
 
-from mathforge.data_cli import group
-
 STAGE = "reward"
 MODULE = "mathforge.reward.train"
 
@@ -80,30 +78,16 @@ def _label(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _submit(args: argparse.Namespace, rest: list[str]) -> int:
+def _render_job(config_path: str, overrides: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """The ConfigMap and PyTorchJob for a reward-training config, and their YAML."""
     from mathforge.reward.train_config import RewardTrainConfig
-    from mathforge.training.config import ConfigError, load_config
+    from mathforge.training.config import load_config
     from mathforge.training.jobs import job_manifests, manifests_yaml
-    from mathforge.training.submit import create_in_cluster, dry_run_header
+    from mathforge.training.submit import dry_run_header
 
-    try:
-        config = load_config(RewardTrainConfig, ["--config", args.config, *args.overrides])
-        objects = job_manifests(STAGE, config, module=MODULE)
-        text = manifests_yaml(objects, dry_run_header(STAGE, args.config, args.overrides))
-    except (ConfigError, OSError, ValueError) as exc:
-        print(f"mathforge submit reward: {exc}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        sys.stdout.write(text)
-        return 0
-    try:
-        name = create_in_cluster(objects, args.kubeconfig, args.context)
-    except Exception as exc:  # the clients raise many types: config, HTTP, timeouts
-        print(f"mathforge submit reward: could not create the job: {exc}", file=sys.stderr)
-        return 1
-    namespace = objects[1]["metadata"]["namespace"]
-    print(f"created PyTorchJob {namespace}/{name}; watch: kubectl -n {namespace} get pytorchjob {name}")
-    return 0
+    config = load_config(RewardTrainConfig, ["--config", config_path, *overrides])
+    objects = job_manifests(STAGE, config, module=MODULE)
+    return objects, manifests_yaml(objects, dry_run_header(STAGE, config_path, overrides))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -132,10 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     label.add_argument("--timeout-s", type=float, default=600.0, help="deadline of one Generate call")
     label.set_defaults(handler=_label)
 
-    submit = group(sub, "submit").add_parser(STAGE, help="run reward-model training as a Kubeflow PyTorchJob")
-    submit.add_argument("--config", required=True, help="reward training config (configs/*/reward*.yaml)")
-    submit.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. job.nodes=2")
-    submit.add_argument("--dry-run", action="store_true", help="print the manifests instead of submitting")
-    submit.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or ~/.kube)")
-    submit.add_argument("--context", default=None, help="kubeconfig context")
-    submit.set_defaults(handler=_submit)
+    from mathforge.training.submit import add_stage_parser
+
+    add_stage_parser(
+        sub, STAGE, _render_job, "run reward-model training as a Kubeflow PyTorchJob", "job.nodes=2"
+    )

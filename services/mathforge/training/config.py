@@ -112,7 +112,7 @@ class JobConfig:
 
     name: str = option("", "job name; empty = mathforge-<stage>")
     namespace: str = option("mathforge", "namespace of the job and its ConfigMap")
-    image: str = option("ghcr.io/mathforge/trainer:0.1.0", "trainer image (images/gpu)")
+    image: str = option("ghcr.io/mathforge/mathforge-gpu:0.1.0", "trainer image (images/Dockerfile.gpu)")
     nodes: int = option(1, "pods: one Master plus nodes-1 Workers")
     nproc_per_node: int = option(1, "processes (GPUs) per pod")
     gpus_per_node: int = option(0, "nvidia.com/gpu per pod; 0 = a CPU job")

@@ -9,7 +9,9 @@ dry-run output for configs/paper-7b/<stage>.yaml (a test keeps them equal).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from mathforge.data_cli import group
@@ -65,11 +67,15 @@ def create_in_cluster(objects: list[dict[str, Any]], kubeconfig: str | None, con
     return str(job["metadata"]["name"])
 
 
-def _submit(args: argparse.Namespace, rest: list[str]) -> int:
+Renderer = Callable[[str, list[str]], tuple[list[dict[str, Any]], str]]
+
+
+def submit_stage(stage: str, render_stage: Renderer, args: argparse.Namespace) -> int:
+    """The `mathforge submit <stage>` flow: render, then print (--dry-run) or create the job."""
     try:
-        objects, text = render(args.stage, args.config, args.overrides)
+        objects, text = render_stage(args.config, args.overrides)
     except (ConfigError, OSError, ValueError) as exc:
-        print(f"mathforge submit {args.stage}: {exc}", file=sys.stderr)
+        print(f"mathforge submit {stage}: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
         sys.stdout.write(text)
@@ -77,26 +83,33 @@ def _submit(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         name = create_in_cluster(objects, args.kubeconfig, args.context)
     except Exception as exc:  # the clients raise many types: config, HTTP, timeouts
-        print(f"mathforge submit {args.stage}: could not create the job: {exc}", file=sys.stderr)
+        print(f"mathforge submit {stage}: could not create the job: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"created PyTorchJob {objects[1]['metadata']['namespace']}/{name}; "
-        f"watch: kubectl -n {objects[1]['metadata']['namespace']} get pytorchjob {name}"
-    )
+    namespace = objects[1]["metadata"]["namespace"]
+    print(f"created PyTorchJob {namespace}/{name}; watch: kubectl -n {namespace} get pytorchjob {name}")
     return 0
 
 
+def add_stage_parser(
+    sub: argparse._SubParsersAction, stage: str, render_stage: Renderer, help: str, example: str
+) -> argparse.ArgumentParser:
+    """Adds `mathforge submit <stage>` with the options every stage shares."""
+    parser = group(sub, "submit").add_parser(stage, help=help)
+    parser.add_argument("--config", required=True, help=f"training config YAML (configs/*/{stage}.yaml)")
+    parser.add_argument("overrides", nargs="*", help=f"dotted key=value overrides, e.g. {example}")
+    parser.add_argument("--dry-run", action="store_true", help="print the manifests instead of submitting")
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or ~/.kube)")
+    parser.add_argument("--context", default=None, help="kubeconfig context")
+    parser.set_defaults(handler=lambda args, rest: submit_stage(stage, render_stage, args))
+    return parser
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    submit = group(sub, "submit")
     for stage in ("pretrain", "sft"):
-        parser = submit.add_parser(stage, help=f"run the {stage} stage as a Kubeflow PyTorchJob")
-        parser.add_argument("--config", required=True, help=f"training config YAML (configs/*/{stage}.yaml)")
-        parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. job.nodes=4")
-        parser.add_argument(
-            "--dry-run", action="store_true", help="print the manifests instead of submitting"
+        add_stage_parser(
+            sub,
+            stage,
+            functools.partial(render, stage),
+            f"run the {stage} stage as a Kubeflow PyTorchJob",
+            "job.nodes=4",
         )
-        parser.add_argument(
-            "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or ~/.kube)"
-        )
-        parser.add_argument("--context", default=None, help="kubeconfig context")
-        parser.set_defaults(handler=_submit, stage=stage)
