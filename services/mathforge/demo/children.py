@@ -149,16 +149,19 @@ def start_services(
     overrides: Mapping[str, Mapping[str, Any]],
     offset: int,
     log_dir: Path,
+    console: Console,
 ) -> Iterator[ServiceGroup]:
     """The services as `mathforge up` starts them (ServiceGroup), stopped on the way out, whatever
-    the way (an error, Ctrl-C)."""
+    the way (an error, Ctrl-C); their exit statuses are printed."""
     group = ServiceGroup(names, overrides=overrides, log_dir=log_dir, port_offset=offset, grace_s=5.0)
     try:
         group.start(ready_timeout_s=300.0)
         yield group
     finally:
         sessions = [child.process.pid for child in group.children.values()]
-        group.stop()
+        codes = group.stop()
+        if codes:
+            console.line("   stopped " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()))
         for session in sessions:  # worker processes a service started (sandboxes, grader workers)
             try:
                 os.killpg(session, signal.SIGKILL)

@@ -33,6 +33,7 @@ from mathforge.runtime.clients.dedup import DedupClient
 from mathforge.runtime.clients.evaluator import EvaluatorClient
 from mathforge.runtime.clients.reward import RewardClient
 from mathforge.runtime.clients.sampler import SamplerClient
+from mathforge.runtime.registry import SERVICES
 
 
 @dataclass
@@ -73,7 +74,8 @@ def run_demo(config: DemoConfig, profile: str, console: Console) -> DemoOutcome:
     offset = config.port_offset if config.port_offset >= 0 else free_port_offset()
     service_logs = run_dir / "logs" / "services"
     console.line(f"mathforge demo ({profile} profile, seed {config.seed}) -> {run_dir}")
-    console.line(f"services on ports {50051 + offset}-{50055 + offset}; their logs in {service_logs}")
+    ports = sorted(spec.port + offset for spec in SERVICES.values())
+    console.line(f"services on ports {ports[0]}-{ports[-1]}; their logs in {service_logs}")
     report: dict[str, Any] = {
         "seed": config.seed,
         "profile": profile,
@@ -87,6 +89,7 @@ def run_demo(config: DemoConfig, profile: str, console: Console) -> DemoOutcome:
                 data_service_overrides(config, run_dir),
                 offset,
                 service_logs,
+                console,
             )
         )
         classifier = ClassifierClient(target("classifier", offset), timeout_s=120.0)
@@ -110,7 +113,11 @@ def run_demo(config: DemoConfig, profile: str, console: Console) -> DemoOutcome:
 
         stack.enter_context(
             start_services(
-                ["sampler", "reward"], model_service_overrides(models.base, config), offset, service_logs
+                ["sampler", "reward"],
+                model_service_overrides(models.base, config),
+                offset,
+                service_logs,
+                console,
             )
         )
         sampler = SamplerClient(target("sampler", offset), timeout_s=600.0)
