@@ -189,14 +189,16 @@ def test_evaluate_streams_progress_then_metrics(
     result = events[-1].result
     # greedy: pencils right, cups right (3,750), pages wrong (8 vs 7)
     assert result.metrics["acc"] == pytest.approx(2 / 3)
-    # samples: pencils [T, T, F, T], cups [T, T, F, F], pages [F, T, T, F]
-    assert result.metrics["pass@1"] == pytest.approx((3 / 4 + 2 / 4 + 2 / 4) / 3)
+    # maj@k and pass@k are over the k = 4 samples only (the stand-in cycles its three sampled
+    # answers): pencils [T, F, T, T], cups [T, F, F, T], pages [T, T, F, T]
+    assert result.metrics["pass@1"] == pytest.approx((3 / 4 + 2 / 4 + 3 / 4) / 3)
     assert result.metrics["pass@4"] == 1.0
-    assert result.metrics["maj@4"] == pytest.approx(1.0)  # pages: "7" twice beats "8" and "9"
+    assert result.metrics["maj@1"] == 1.0  # the first samples 32, 3750 and 7 are all right
+    assert result.metrics["maj@4"] == pytest.approx(1.0)  # pages: "7" three times beats "9"
     assert [item.id for item in result.items] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
-    assert list(result.items[2].answers) == ["8", "7", "7", "9"]
+    assert list(result.items[2].answers) == ["8", "7", "7", "9", "7"]  # greedy first, then the samples
     assert "Please reason step by step" in servicer.requests[-1].prompts[0].text
-    assert servicer.requests[-1].params.n == 3 and servicer.requests[-2].params.temperature == 0
+    assert servicer.requests[-1].params.n == 4 and servicer.requests[-2].params.temperature == 0
 
 
 def test_evaluate_rejects_unknown_benchmarks_and_reports_a_dead_sampler(evaluator: EvaluatorClient) -> None:

@@ -90,3 +90,16 @@ def test_compute_metrics_reports_acc_pass_maj_and_breakdowns() -> None:
     assert metrics["acc/level=1"] == 0.5
     assert metrics["count"] == 2
     assert accuracy([]) == 0.0
+
+
+def test_greedy_first_keeps_greedy_for_acc_and_votes_over_the_samples_only() -> None:
+    # Greedy right; samples: wrong, right, right. Without greedy_first the greedy answer counts as
+    # sample 1; with it, maj@1 is the first sampled answer's verdict and pass@k ignores greedy.
+    items = [ItemSamples(correct=[True, False, True, True], answers=["5", "4", "5", "5"])]
+    mixed = compute_metrics(items)
+    sampled = compute_metrics(items, greedy_first=True)
+    assert mixed["acc"] == sampled["acc"] == 1.0
+    assert mixed["maj@1"] == 1.0 and sampled["maj@1"] == 0.0
+    assert sampled["maj@2"] == 0.0 and "maj@3" in sampled and sampled["maj@3"] == 1.0
+    assert sampled["pass@1"] == pytest.approx(2 / 3) and mixed["pass@1"] == pytest.approx(3 / 4)
+    assert "pass@4" in mixed and "pass@4" not in sampled

@@ -116,8 +116,9 @@ class EvalConfig:
     temperature: float = option(1.0, "sampling temperature of samples 2..k (sample 1 is greedy)")
     max_tokens: int = option(64, "new tokens per sample")
     prompt_styles: dict[str, str] = option(
-        {"base": "few_shot", "sft": "zero_shot", "rl": "zero_shot"},
-        "prompt style by stage (PAPER.md 6: few-shot for base models, zero-shot for instruct/RL)",
+        {"base": "few_shot", "sft": "chat", "rl": "chat"},
+        "prompt style by stage (PAPER.md 6: few-shot for base models, zero-shot for instruct/RL; "
+        "`chat` is the zero-shot prompt in the chat format SFT and GRPO train on)",
     )
 
 

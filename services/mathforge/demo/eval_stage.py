@@ -2,7 +2,8 @@
 service's Evaluate RPC against the sampler (PAPER.md 6): greedy accuracy, maj@k and pass@k.
 
 Each model is loaded into the sampler in turn (LoadWeights, a new version each time); the
-evaluator samples the greedy answer plus k-1 samples per problem and grades them.
+evaluator samples the greedy answer plus k samples per problem and grades them; maj@k and pass@k
+are over the k samples, greedy accuracy is the greedy answer's.
 
     results = evaluate_models(config, {"base": ..., "sft": ..., "rl": ...}, run_dir, clients, offset, console)
 """

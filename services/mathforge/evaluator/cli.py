@@ -181,7 +181,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=int, default=0, help="only the first N items (0 = all)")
     run.add_argument("--temperature", type=float, default=0.7, help="temperature of samples 1..k-1")
     run.add_argument("--max-tokens", type=int, default=1024, help="new tokens per sample")
-    run.add_argument("--prompt-style", choices=("zero_shot", "few_shot"), default="zero_shot")
+    run.add_argument("--prompt-style", choices=("zero_shot", "few_shot", "chat"), default="zero_shot")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--batch-size", type=int, default=16, help="questions per Generate call")
     run.add_argument("--timeout-s", type=float, default=600.0, help="deadline of one Generate call")

@@ -86,20 +86,24 @@ def compute_metrics(
     items: Sequence[ItemSamples],
     same: Callable[[str, str], bool] | None = None,
     breakdown_tags: Sequence[str] = ("subject", "level"),
+    greedy_first: bool = False,
 ) -> dict[str, float]:
     """acc (first sample), pass@k and maj@k for k = 1, 2, 4, ... up to the samples per item, plus
-    "acc/<tag>=<value>" breakdowns and "count". The k list follows the smallest item."""
+    "acc/<tag>=<value>" breakdowns and "count". The k list follows the smallest item.
+
+    With `greedy_first`, sample 0 is the greedy answer: it gives acc, and pass@k and maj@k are
+    taken over the sampled answers after it only (PAPER.md §6 compares Maj@K and Pass@K of sampled
+    outputs; mixing the greedy answer in would make maj@1 the greedy accuracy)."""
     metrics: dict[str, float] = {"count": float(len(items))}
     if not items:
         return metrics
-    n = min(len(it.correct) for it in items)
     metrics["acc"] = accuracy([bool(it.correct[0]) if it.correct else False for it in items])
+    pools = [(it.answers[1:], it.correct[1:]) if greedy_first else (it.answers, it.correct) for it in items]
+    n = min(len(correct) for _, correct in pools)
     if n >= 1:
         for k in k_values(n):
-            metrics[f"pass@{k}"] = sum(pass_at_k(len(it.correct), sum(it.correct), k) for it in items) / len(
-                items
-            )
-            metrics[f"maj@{k}"] = maj_at_k([(it.answers, it.correct) for it in items], k, same)
+            metrics[f"pass@{k}"] = sum(pass_at_k(len(c), sum(c), k) for _, c in pools) / len(items)
+            metrics[f"maj@{k}"] = maj_at_k(pools, k, same)
     for tag in breakdown_tags:
         by_value: dict[str, list[bool]] = defaultdict(list)
         for it in items:

@@ -1,6 +1,7 @@
 """Benchmark prompts (PAPER.md §6): the zero-shot chain-of-thought instruction for instruct and RL
 models, and few-shot chain-of-thought prompts (worked examples written for this project) for base
-models, in English and Chinese."""
+models, in English and Chinese. The `chat` style renders the zero-shot prompt in mathforge's own
+chat format (models/tokenizer.py), the layout models fine-tuned and RL-trained here learned."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from mathforge.evaluator.benchmarks import BenchmarkItem
 
 ZERO_SHOT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 ZERO_SHOT_INSTRUCTION_ZH = "请通过逐步推理来解答问题，并把最终答案放置于\\boxed{}中。"
-PROMPT_STYLES = ("zero_shot", "few_shot")
+PROMPT_STYLES = ("zero_shot", "few_shot", "chat")
 CHINESE_BENCHMARKS = frozenset({"cmath", "mgsm_zh", "gaokao_mathcloze", "gaokao_mathqa"})
 
 FEW_SHOT_EN = (
@@ -44,12 +45,22 @@ def question_text(item: BenchmarkItem) -> str:
 
 
 def build_prompt(item: BenchmarkItem, style: str = "zero_shot") -> str:
-    """The prompt text for one item: "User: q + instruction\\n\\nAssistant:" or a few-shot prefix."""
+    """The prompt text for one item: "User: q + instruction\\n\\nAssistant:", the same in the chat
+    format (the sampler adds BOS), or a few-shot prefix."""
     chinese = item.benchmark in CHINESE_BENCHMARKS
     question = question_text(item)
+    instruction = ZERO_SHOT_INSTRUCTION_ZH if chinese else ZERO_SHOT_INSTRUCTION
     if style == "zero_shot":
-        instruction = ZERO_SHOT_INSTRUCTION_ZH if chinese else ZERO_SHOT_INSTRUCTION
         return f"User: {question}\n{instruction}\n\nAssistant:"
+    if style == "chat":
+        # Imported here: the tokenizer module pulls in transformers, which plain prompts never need.
+        from mathforge.models.tokenizer import message_text, role_header
+
+        return (
+            role_header("user")
+            + message_text("user", f"{question}\n{instruction}")
+            + role_header("assistant")
+        )
     if style == "few_shot":
         shots = FEW_SHOT_ZH if chinese else FEW_SHOT_EN
         label_q, label_a = ("问题", "解答") if chinese else ("Question", "Answer")

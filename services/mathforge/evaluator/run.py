@@ -1,5 +1,5 @@
-"""Runs a benchmark against a sampler: greedy sample 0 plus k-1 samples at temperature per item,
-each graded against the gold answer, then acc / maj@k / pass@k and per-item records."""
+"""Runs a benchmark against a sampler: the greedy answer plus k samples at temperature per item (k = 1:
+the greedy answer alone), each graded, then acc (greedy) / maj@k / pass@k (over the k samples)."""
 
 from __future__ import annotations
 
@@ -97,9 +97,7 @@ def run_benchmark(
         greedy = generate(prompts, 1, 0.0, settings.max_tokens, settings.seed)
         sampled: list[list[str]] = [[] for _ in batch]
         if settings.k > 1:
-            sampled = generate(
-                prompts, settings.k - 1, settings.temperature, settings.max_tokens, settings.seed
-            )
+            sampled = generate(prompts, settings.k, settings.temperature, settings.max_tokens, settings.seed)
         for item, first, rest in zip(batch, greedy, sampled, strict=True):
             record = grade_item(item, [first[0] if first else "", *rest], settings.policy)
             correct_greedy += record.correct[0]
@@ -111,5 +109,8 @@ def run_benchmark(
     def same(a: str, b: str) -> bool:
         return canonical_key(a, policy) == canonical_key(b, policy)
 
-    metrics = compute_metrics([ItemSamples(r.correct, r.answers, r.tags) for r in records], same=same)
+    # k > 1: maj@k and pass@k over the k samples at temperature; the greedy answer gives acc.
+    metrics = compute_metrics(
+        [ItemSamples(r.correct, r.answers, r.tags) for r in records], same=same, greedy_first=settings.k > 1
+    )
     return RunResult(metrics, records, time.monotonic() - started)
