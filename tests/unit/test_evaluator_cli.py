@@ -85,3 +85,17 @@ def test_eval_run_rejects_an_unknown_benchmark(tmp_path: Path, capsys: pytest.Ca
     )
     assert code == 2 and "neither a known name" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_command_groups_are_fresh_for_every_parser() -> None:
+    """A parser built after an earlier one was freed (its id reused) still gets its own groups."""
+    import gc
+
+    from mathforge.cli import build_parser
+
+    for _ in range(50):
+        parser = build_parser()
+        args = parser.parse_args(["eval", "metrics", "x.jsonl"])
+        assert args.eval_command == "metrics"
+        del parser, args
+        gc.collect()
