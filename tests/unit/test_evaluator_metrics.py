@@ -12,6 +12,7 @@ from mathforge.evaluator.metrics import (
     compute_metrics,
     k_values,
     maj_at_k,
+    maj_at_k_item,
     maj_vote,
     pass_at_k,
 )
@@ -64,10 +65,29 @@ def test_maj_vote_groups_equivalent_answers() -> None:
     assert maj_vote(answers, correct, 4, same=lambda a, b: (a, b) in same or a == b) is True
 
 
-def test_maj_at_1_equals_greedy_and_empty_answers_do_not_vote() -> None:
+def test_maj_at_k_averages_cyclic_windows_and_empty_answers_do_not_vote() -> None:
     items = [(["1", "2"], [True, False]), (["", "4", "4"], [False, True, True])]
-    assert maj_at_k(items, 1) == 0.5
-    assert maj_at_k(items, 3) == 1.0
+    # k = 1: every sample alone, so maj@1 is pass@1: (1/2 + 2/3) / 2
+    assert maj_at_k(items, 1) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    # k = 2: item 1 windows (1,2) (2,1) split on the tie; item 2 windows ("",4) (4,4) (4,"") all vote 4
+    assert maj_at_k(items, 2) == pytest.approx((1 / 2 + 1) / 2)
+    assert maj_at_k([(["", "4", "4"], [False, True, True])], 3) == 1.0
+    with pytest.raises(ValueError, match="k=3, n=2"):
+        maj_at_k(items, 3)
+
+
+def test_maj_at_k_item_matches_brute_force_over_windows() -> None:
+    answers = ["3", "\\frac12", "3", "0.5", "", "7", "0.5"]
+    correct = [False, True, False, True, False, False, True]
+    same = lambda a, b: {a, b} == {"\\frac12", "0.5"}  # noqa: E731
+    n = len(answers)
+    got = maj_at_k_item(answers, correct, [1, 2, 4, 7], same)
+    for k, value in got.items():
+        windows = [[answers[(s + j) % n] for j in range(k)] for s in range(n)]
+        rights = [[correct[(s + j) % n] for j in range(k)] for s in range(n)]
+        assert value == pytest.approx(sum(maj_vote(a, c, k, same) for a, c in zip(windows, rights)) / n)
+    assert got[1] == pytest.approx(3 / 7)
+    assert got[7] == 1.0  # the halves: three votes against two for "3"
 
 
 def test_k_values_are_powers_of_two_up_to_n() -> None:
@@ -94,12 +114,13 @@ def test_compute_metrics_reports_acc_pass_maj_and_breakdowns() -> None:
 
 def test_greedy_first_keeps_greedy_for_acc_and_votes_over_the_samples_only() -> None:
     # Greedy right; samples: wrong, right, right. Without greedy_first the greedy answer counts as
-    # sample 1; with it, maj@1 is the first sampled answer's verdict and pass@k ignores greedy.
+    # sample 1; with it, maj@k and pass@k are over the sampled answers only.
     items = [ItemSamples(correct=[True, False, True, True], answers=["5", "4", "5", "5"])]
     mixed = compute_metrics(items)
     sampled = compute_metrics(items, greedy_first=True)
     assert mixed["acc"] == sampled["acc"] == 1.0
-    assert mixed["maj@1"] == 1.0 and sampled["maj@1"] == 0.0
-    assert sampled["maj@2"] == 0.0 and "maj@3" in sampled and sampled["maj@3"] == 1.0
+    assert mixed["maj@1"] == pytest.approx(3 / 4) and sampled["maj@1"] == pytest.approx(2 / 3)
+    # sampled windows of two: (4, 5) votes 4 (tie, first), (5, 5) and (5, 4) vote 5
+    assert sampled["maj@2"] == pytest.approx(2 / 3) and "maj@3" in sampled and sampled["maj@3"] == 1.0
     assert sampled["pass@1"] == pytest.approx(2 / 3) and mixed["pass@1"] == pytest.approx(3 / 4)
     assert "pass@4" in mixed and "pass@4" not in sampled

@@ -70,8 +70,9 @@ def demo_checks(report: dict[str, Any], wanted: ChecksConfig) -> list[Check]:
                 f"error, {noise:.3f}{'; dips: ' + str(dips) if dips else ''})",
             )
         )
-    # maj@1 is the greedy answer's accuracy while pass@1 averages the sampled answers, so k = 1
-    # compares different decodings; from k = 2 on both are about the same k samples.
+    # Both are over the same sampled answers; at k = 1 they are equal by construction (maj@1 averages
+    # every sample alone, as pass@1 does), so the check starts at k = 2. A k-subset whose majority
+    # answer is right holds a right answer, so maj@k above pass@k means a grading or voting bug.
     below = [
         f"{stage} k={k}"
         for stage, by_k in report["pass_at_k"].items()
@@ -82,7 +83,7 @@ def demo_checks(report: dict[str, Any], wanted: ChecksConfig) -> list[Check]:
         Check(
             "pass_at_k_at_least_maj_at_k",
             not below,
-            "pass@k >= maj@k for every stage and k >= 2 (k = 1: maj@1 is greedy, pass@1 sampled)"
+            "pass@k >= maj@k for every stage and k >= 2 (at k = 1 they are equal by construction)"
             if not below
             else f"pass@k < maj@k at {', '.join(below)}",
         )

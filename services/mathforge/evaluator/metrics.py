@@ -24,29 +24,74 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1 - Fraction(math.comb(n - c, k), math.comb(n, k)))
 
 
+def answer_groups(answers: Sequence[str], same: Callable[[str, str], bool] | None = None) -> list[int]:
+    """A group label per answer: equal answers share one, then answers whose group representatives
+    `same` judges equivalent. Empty answers (nothing extracted) get -1 and never vote."""
+    reps: list[str] = []
+    labels: list[int] = []
+    for answer in answers:
+        if not answer:
+            labels.append(-1)
+            continue
+        for label, rep in enumerate(reps):
+            if rep == answer or (same is not None and same(rep, answer)):
+                labels.append(label)
+                break
+        else:
+            labels.append(len(reps))
+            reps.append(answer)
+    return labels
+
+
+def _vote(labels: Sequence[int], correct: Sequence[bool], window: Sequence[int]) -> bool:
+    """Is the most common group among the samples at `window` (in that order) right? Ties go to the
+    group seen first in the window."""
+    counts: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for position, index in enumerate(window):
+        label = labels[index]
+        if label < 0:
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        first.setdefault(label, position)
+    if not counts:
+        return False
+    best = max(counts, key=lambda label: (counts[label], -first[label]))
+    return bool(correct[next(i for i in window if labels[i] == best)])
+
+
 def maj_vote(
     answers: Sequence[str], correct: Sequence[bool], k: int, same: Callable[[str, str], bool] | None = None
 ) -> bool:
-    """maj@k for one item: is the most common answer among the first k samples correct?
+    """One vote: is the most common answer among the first k samples right?
 
     Answers are grouped by equality, then groups whose representatives `same` judges equivalent are
     merged. Empty answers (nothing extracted) do not vote. Ties go to the group whose first sample
-    came earliest (so maj@1 equals the first sample's verdict).
+    came earliest.
     """
-    groups: list[tuple[str, list[int]]] = []
-    for index, answer in enumerate(answers[:k]):
-        if not answer:
-            continue
-        for rep, members in groups:
-            if rep == answer or (same is not None and same(rep, answer)):
-                members.append(index)
-                break
-        else:
-            groups.append((answer, [index]))
-    if not groups:
-        return False
-    best = max(groups, key=lambda g: (len(g[1]), -g[1][0]))
-    return bool(correct[best[1][0]])
+    return _vote(answer_groups(answers[:k], same), correct, range(min(k, len(answers))))
+
+
+def maj_at_k_item(
+    answers: Sequence[str],
+    correct: Sequence[bool],
+    ks: Sequence[int],
+    same: Callable[[str, str], bool] | None = None,
+) -> dict[int, float]:
+    """maj@k of one item for every k in `ks`, each the mean vote over the n cyclic windows of k
+    consecutive samples (samples i, i+1, ..., i+k-1 mod n). The samples are exchangeable, so every
+    window is a fair k-subset; averaging n of them, each sample in exactly k, cuts the variance of a
+    single vote over the first k, makes maj@1 equal pass@1, and turns a tie at k = n into an even
+    split. Equivalence is decided once per item, not once per window."""
+    n = len(answers)
+    labels = answer_groups(answers, same)
+    out: dict[int, float] = {}
+    for k in ks:
+        if not 1 <= k <= n:
+            raise ValueError(f"maj@k needs 1 <= k <= n samples, got k={k}, n={n}")
+        votes = sum(_vote(labels, correct, [(start + j) % n for j in range(k)]) for start in range(n))
+        out[k] = votes / n
+    return out
 
 
 def maj_at_k(
@@ -54,10 +99,10 @@ def maj_at_k(
     k: int,
     same: Callable[[str, str], bool] | None = None,
 ) -> float:
-    """Mean maj@k over items given as (answers, correct) pairs."""
+    """Mean maj@k over items given as (answers, correct) pairs (cyclic windows, see maj_at_k_item)."""
     if not items:
         return 0.0
-    return sum(maj_vote(a, c, k, same) for a, c in items) / len(items)
+    return sum(maj_at_k_item(a, c, [k], same)[k] for a, c in items) / len(items)
 
 
 def accuracy(verdicts: Sequence[bool]) -> float:
@@ -93,7 +138,7 @@ def compute_metrics(
 
     With `greedy_first`, sample 0 is the greedy answer: it gives acc, and pass@k and maj@k are
     taken over the sampled answers after it only (PAPER.md §6 compares Maj@K and Pass@K of sampled
-    outputs; mixing the greedy answer in would make maj@1 the greedy accuracy)."""
+    outputs, not a mix of the greedy answer and samples)."""
     metrics: dict[str, float] = {"count": float(len(items))}
     if not items:
         return metrics
@@ -103,7 +148,10 @@ def compute_metrics(
     if n >= 1:
         for k in k_values(n):
             metrics[f"pass@{k}"] = sum(pass_at_k(len(c), sum(c), k) for _, c in pools) / len(items)
-            metrics[f"maj@{k}"] = maj_at_k(pools, k, same)
+            metrics[f"maj@{k}"] = 0.0
+        for answers, correct in pools:
+            for k, value in maj_at_k_item(answers, correct, k_values(n), same).items():
+                metrics[f"maj@{k}"] += value / len(items)
     for tag in breakdown_tags:
         by_value: dict[str, list[bool]] = defaultdict(list)
         for it in items:
