@@ -85,7 +85,8 @@ def test_maj_at_k_item_matches_brute_force_over_windows() -> None:
     for k, value in got.items():
         windows = [[answers[(s + j) % n] for j in range(k)] for s in range(n)]
         rights = [[correct[(s + j) % n] for j in range(k)] for s in range(n)]
-        assert value == pytest.approx(sum(maj_vote(a, c, k, same) for a, c in zip(windows, rights)) / n)
+        votes = [maj_vote(a, c, k, same) for a, c in zip(windows, rights, strict=True)]
+        assert value == pytest.approx(sum(votes) / n)
     assert got[1] == pytest.approx(3 / 7)
     assert got[7] == 1.0  # the halves: three votes against two for "3"
 

@@ -150,8 +150,8 @@ def compute_metrics(
             metrics[f"pass@{k}"] = sum(pass_at_k(len(c), sum(c), k) for _, c in pools) / len(items)
             metrics[f"maj@{k}"] = 0.0
         for answers, correct in pools:
-            for k, value in maj_at_k_item(answers, correct, k_values(n), same).items():
-                metrics[f"maj@{k}"] += value / len(items)
+            for k, share in maj_at_k_item(answers, correct, k_values(n), same).items():
+                metrics[f"maj@{k}"] += share / len(items)
     for tag in breakdown_tags:
         by_value: dict[str, list[bool]] = defaultdict(list)
         for it in items:
