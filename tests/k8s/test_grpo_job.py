@@ -11,15 +11,15 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from kubeflow.training.api_client import ApiClient
 from mathforge.cli import main as mathforge_main
 from mathforge.training.config import ConfigError, config_from_mapping
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.submit import render
 
+from tests.k8s.pytorchjob import KUBE_VERSION, load_objects, validated_pod_templates
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "k8s" / "training" / "grpo.yaml"
-KUBE_VERSION = "1.30.0"
 
 
 @pytest.fixture(autouse=True)
@@ -27,26 +27,11 @@ def _in_repo_root(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
-def _objects(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
 def _check(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], GrpoConfig]:
     """Validates every object; returns the PyTorchJob and the config its ConfigMap carries."""
     config_map, job = objects
     kubernetes_validate.validate(config_map, KUBE_VERSION, strict=True)
-    client = ApiClient()
-    model = client._ApiClient__deserialize(job, "KubeflowOrgV1PyTorchJob")
-    assert client.sanitize_for_serialization(model) == job, "fields the kubeflow SDK does not know"
-    for replica in job["spec"]["pytorchReplicaSpecs"].values():
-        template = replica["template"]
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "check", **template["metadata"]},
-            "spec": template["spec"],
-        }
-        kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
+    for template in validated_pod_templates(job).values():
         assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "grpo-trainer"
         (container,) = template["spec"]["containers"]
         assert container["command"][:3] == ["torchrun", "-m", "mathforge.training.grpo"]
@@ -55,7 +40,7 @@ def _check(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], GrpoConfig]:
 
 
 def test_checked_in_manifest_validates_and_reaches_the_release_services():
-    job, config = _check(_objects(MANIFEST.read_text()))
+    job, config = _check(load_objects(MANIFEST.read_text()))
     assert config.services.sampler == "dns:///mathforge-sampler:50054"
     assert config.services.reward == "dns:///mathforge-reward:50053"
     assert config.services.publish_dir.startswith("/checkpoints/")  # the sampler mounts this PVC
@@ -64,7 +49,7 @@ def test_checked_in_manifest_validates_and_reaches_the_release_services():
 
 
 def test_paper_config_carries_the_paper_numbers():
-    _, config = _check(_objects(MANIFEST.read_text()))
+    _, config = _check(load_objects(MANIFEST.read_text()))
     assert config.optim.lr == 1e-6 and config.objective.beta == 0.04
     assert config.rollout.group_size == 64 and config.rollout.max_new_tokens == 1024
     assert config.outputs_per_step == 1024 and config.objective.mu == 1 and config.objective.clip_eps == 0.2
@@ -74,7 +59,7 @@ def test_paper_config_carries_the_paper_numbers():
 def test_network_policy_admits_the_trainer_pods():
     values = yaml.safe_load((REPO / "helm" / "mathforge" / "values.yaml").read_text())
     admitted = values["networkPolicy"]["trainerPodLabels"]
-    job, _ = _check(_objects(MANIFEST.read_text()))
+    job, _ = _check(load_objects(MANIFEST.read_text()))
     labels = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]["labels"]
     assert admitted.items() <= labels.items()
 

@@ -11,14 +11,14 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from kubeflow.training.api_client import ApiClient
 from mathforge.cli import main as mathforge_main
 from mathforge.reward.train_config import RewardTrainConfig
 from mathforge.training.config import config_from_mapping
 
+from tests.k8s.pytorchjob import KUBE_VERSION, load_objects, validated_pod_templates
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "k8s" / "training" / "reward.yaml"
-KUBE_VERSION = "1.30.0"
 
 
 @pytest.fixture(autouse=True)
@@ -27,20 +27,9 @@ def _in_repo_root(monkeypatch):
 
 
 def _validated(text: str) -> tuple[dict[str, Any], RewardTrainConfig]:
-    config_map, job = [doc for doc in yaml.safe_load_all(text) if doc]
+    config_map, job = load_objects(text)
     kubernetes_validate.validate(config_map, KUBE_VERSION, strict=True)
-    sdk = ApiClient()
-    model = sdk._ApiClient__deserialize(job, "KubeflowOrgV1PyTorchJob")
-    assert sdk.sanitize_for_serialization(model) == job, "the job has fields the kubeflow SDK does not know"
-    for replica in job["spec"]["pytorchReplicaSpecs"].values():
-        template = replica["template"]
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "check", **template["metadata"]},
-            "spec": template["spec"],
-        }
-        kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
+    for template in validated_pod_templates(job).values():
         (container,) = template["spec"]["containers"]
         assert container["name"] == "pytorch"
         assert container["ports"][0]["name"] == "pytorchjob-port"

@@ -12,7 +12,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from kubeflow.training.api_client import ApiClient
 from mathforge.cli import main as mathforge_main
 from mathforge.training.config import config_from_mapping
 from mathforge.training.jobs import job_manifests
@@ -20,9 +19,10 @@ from mathforge.training.pretrain import PretrainConfig
 from mathforge.training.sft import SftConfig
 from mathforge.training.submit import render
 
+from tests.k8s.pytorchjob import KUBE_VERSION, load_objects, validated_pod_templates
+
 REPO = Path(__file__).resolve().parents[2]
 TRAINING = REPO / "k8s" / "training"
-KUBE_VERSION = "1.30.0"
 CONFIGS = {"pretrain": PretrainConfig, "sft": SftConfig}
 
 
@@ -32,15 +32,9 @@ def _in_repo_root(monkeypatch):
     monkeypatch.chdir(REPO)
 
 
-def load_objects(text: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
 def check_pytorchjob(job: dict[str, Any], config_maps: dict[str, dict[str, Any]]) -> None:
     """Fails unless `job` round-trips through the SDK model unchanged and each pod is a valid Pod."""
-    client = ApiClient()
-    model = client._ApiClient__deserialize(job, "KubeflowOrgV1PyTorchJob")
-    assert client.sanitize_for_serialization(model) == job, "fields the kubeflow SDK does not know"
+    templates = validated_pod_templates(job)
     spec = job["spec"]
     assert int(spec["nprocPerNode"]) >= 1
     assert spec["runPolicy"]["backoffLimit"] >= 1 and spec["runPolicy"]["ttlSecondsAfterFinished"] > 0
@@ -48,14 +42,7 @@ def check_pytorchjob(job: dict[str, Any], config_maps: dict[str, dict[str, Any]]
     for role, replica in spec["pytorchReplicaSpecs"].items():
         assert role in ("Master", "Worker")
         assert replica["restartPolicy"] == "OnFailure"
-        template = replica["template"]
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "check", **template.get("metadata", {})},
-            "spec": template["spec"],
-        }
-        kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
+        template = templates[role]
         (container,) = template["spec"]["containers"]
         assert container["name"] == "pytorch"
         assert [p["name"] for p in container["ports"]] == ["pytorchjob-port"]
