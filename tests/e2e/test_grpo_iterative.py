@@ -1,6 +1,6 @@
 """Iterative RL's reward-model half: policy samples recorded step by step, labelled by the rule
 verifier, and the reward stage continuing the RM on the last iteration's samples with replay of the
-older ones (PAPER.md 4), run as the real `python -m mathforge.reward.train` child process."""
+older ones (DeepSeekMath §4), run as the real `python -m mathforge.reward.train` child process."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """GRPO raises held-out greedy accuracy above the SFT model it starts from: the demo's run in
-miniature (PAPER.md 4), against real sampler and reward services on loopback.
+miniature (DeepSeekMath §4), against real sampler and reward services on loopback.
 
 A tiny Llama is fine-tuned on synthetic one-step arithmetic word problems (CoT) until it answers
 about a third of the held-out problems, then trained with GRPO and rule rewards; the trainer's own

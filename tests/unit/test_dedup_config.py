@@ -15,7 +15,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 @pytest.mark.parametrize("recipe", ["tiny", "paper-7b"])
 def test_recipe_loads(recipe):
     config = Config.from_mapping(yaml.safe_load((CONFIGS / recipe / "dedup.yaml").read_text()))
-    assert (config.ngram_size, config.min_short_ngrams) == (10, 3)  # PAPER.md §1
+    assert (config.ngram_size, config.min_short_ngrams) == (10, 3)  # DeepSeekMath §2.1
     assert config.bands * config.rows == config.num_perm
 
 

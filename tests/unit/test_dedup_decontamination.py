@@ -1,4 +1,4 @@
-"""Benchmark decontamination by PAPER.md §1: 10-grams of every question and answer, whole-text
+"""Benchmark decontamination by DeepSeekMath §2.1: 10-grams of every question and answer, whole-text
 matches for benchmark texts of 3 to 9 grams, nothing for shorter ones; spans in the original text."""
 
 from __future__ import annotations

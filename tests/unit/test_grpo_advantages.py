@@ -1,4 +1,4 @@
-"""Outcome and process advantages exactly as PAPER.md section 4, and micro-batch-invariant aggregation."""
+"""Outcome and process advantages exactly as DeepSeekMath §4, and micro-batch-invariant aggregation."""
 
 from __future__ import annotations
 

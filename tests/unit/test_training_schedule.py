@@ -1,4 +1,4 @@
-"""The paper's multi-step learning-rate schedule (PAPER.md section 2) and the constant SFT rate."""
+"""The paper's multi-step learning-rate schedule (DeepSeekMath §2.3) and the constant SFT rate."""
 
 from __future__ import annotations
 

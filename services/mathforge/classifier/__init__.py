@@ -1,2 +1,2 @@
 """The math classifier: fastText training and scoring, the Classifier service, and the iterative
-recall pipeline with domain discovery (PAPER.md §1)."""
+recall pipeline with domain discovery (DeepSeekMath §2.1)."""

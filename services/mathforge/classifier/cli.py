@@ -37,7 +37,7 @@ TINY_PRESET: dict[str, Any] = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = group(sub, "data")
-    recall = data.add_parser("recall", help="iterative math recall with domain discovery (PAPER.md §1)")
+    recall = data.add_parser("recall", help="iterative math recall with domain discovery (DeepSeekMath §2.1)")
     source = recall.add_mutually_exclusive_group(required=True)
     source.add_argument("--web", type=Path, help="directory, file or glob of page shards (id, url, text)")
     source.add_argument("--generate", type=int, metavar="N", help="generate a miniature web of N pages first")

@@ -1,4 +1,4 @@
-"""Domain discovery (PAPER.md §1 step 3): find math-related domains from one round's collected
+"""Domain discovery (DeepSeekMath §2.1 step 3): find math-related domains from one round's collected
 pages, propose their math URL paths, and read the approvals a person made.
 
 A domain is math-related when more than `domain_share` (paper: 10%) of its pages were collected.

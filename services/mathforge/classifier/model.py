@@ -3,7 +3,7 @@
     model = train_classifier(positives, negatives, "round-1/model.bin", TrainSettings())
     MathModel.load("round-1/model.bin").score(["Let $x^2 = 2$ ...", "Buy two, get one free"])
 
-Defaults are PAPER.md §1: vector dim 256, learning rate 0.1, word n-grams up to 3, min word count 3,
+Defaults are DeepSeekMath §2.1: vector dim 256, learning rate 0.1, word n-grams up to 3, min word count 3,
 3 epochs, 500,000 positives and 500,000 negatives. The hash bucket count is our choice (see
 TrainSettings.bucket).
 """
@@ -36,7 +36,7 @@ MIN_FIT_THREADS = 11
 
 @dataclass
 class TrainSettings:
-    """fastText supervised-training settings; defaults from PAPER.md §1 unless marked ours."""
+    """fastText supervised-training settings; defaults from DeepSeekMath §2.1 unless marked ours."""
 
     dim: int = 256  # §1 "vector dim 256"
     lr: float = 0.1  # §1 "learning rate 0.1"

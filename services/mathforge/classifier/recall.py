@@ -1,4 +1,4 @@
-"""The iterative math recall pipeline (PAPER.md §1): train on the seed, score the corpus, keep the
+"""The iterative math recall pipeline (DeepSeekMath §2.1): train on the seed, score the corpus, keep the
 top pages, discover math domains, grow the seed from approved URL paths, retrain, until a round
 adds almost nothing.
 

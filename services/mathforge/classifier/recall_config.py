@@ -1,6 +1,6 @@
 """Settings of the iterative recall pipeline, from YAML (configs/*/recall.yaml) and overrides.
 
-Defaults are the paper's (PAPER.md §1) where it gives a number; the rest are marked ours.
+Defaults are the paper's (DeepSeekMath §2.1) where it gives a number; the rest are marked ours.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`mathforge data decontaminate` and `mathforge data dedup`: the dedup filter over files.
 
-    mathforge data decontaminate --benchmarks ../shared/benchmarks --input docs.jsonl --output verdicts.jsonl
+    mathforge data decontaminate --benchmarks tests/fixtures/benchmarks --input docs.jsonl --output verdicts.jsonl
     mathforge data dedup --input corpus/ --output-dir deduped/ --shard 3/16 --store redis \\
         --redis-url redis://redis:6379/0 [--benchmarks DIR ...] [any dedup service flag]
 
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = group(sub, "data")
     decon = data.add_parser(
         "decontaminate",
-        help="flag (or cut) benchmark text in documents, by PAPER.md §1",
+        help="flag (or cut) benchmark text in documents, by DeepSeekMath §2.1",
         epilog=_CONFIG_FLAGS,
     )
     decon.add_argument(
@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=None,
         metavar="DIR|FILE",
-        help="also drop documents holding benchmark text (PAPER.md §1): files, directories or names",
+        help="also drop documents holding benchmark text (DeepSeekMath §2.1): files, directories or names",
     )
     dedup.add_argument(
         "--cut", action="store_true", help="with --benchmarks: cut matched spans instead of dropping"

@@ -1,7 +1,7 @@
 """The dedup configuration: one dataclass for the service, the CLI jobs and the YAML recipes, with
 `build` methods for the pieces it configures (normaliser, MinHasher, benchmark index, store).
 
-Paper numbers (PAPER.md §1): ngram_size 10 and min_short_ngrams 3 are the decontamination rule.
+Paper numbers (DeepSeekMath §2.1): ngram_size 10 and min_short_ngrams 3 are the decontamination rule.
 The MinHash settings are our choice (the paper gives none); docs/dedup.md has the S-curve.
 """
 
@@ -44,10 +44,10 @@ class Config(ServiceConfig):
     verify: bool = option(True, "keep an LSH candidate only if its estimated Jaccard >= threshold")
     shingle_size: int = option(5, "word shingle size for MinHash")
     seed: int = option(1, "MinHash permutation seed (an index is tied to its settings)")
-    # ---- decontamination (PAPER.md §1)
-    ngram_size: int = option(10, "n of the benchmark n-grams (PAPER.md §1: 10)")
+    # ---- decontamination (DeepSeekMath §2.1)
+    ngram_size: int = option(10, "n of the benchmark n-grams (DeepSeekMath §2.1: 10)")
     min_short_ngrams: int = option(
-        3, "benchmark texts of this many to ngram_size-1 grams match whole (PAPER.md §1: 3)"
+        3, "benchmark texts of this many to ngram_size-1 grams match whole (DeepSeekMath §2.1: 3)"
     )
     min_short_chars: int = option(
         20,

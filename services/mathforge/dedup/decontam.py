@@ -1,4 +1,4 @@
-"""Benchmark decontamination by the n-gram rule of PAPER.md §1.
+"""Benchmark decontamination by the n-gram rule of DeepSeekMath §2.1.
 
     index = BenchmarkIndex(TextNormalizer(), ngram_size=10)
     index.add_items(load_benchmark("gsm8k_test.jsonl"))

@@ -1,7 +1,7 @@
 """The dedup service: exact and near-duplicate checks over a shared index, and decontamination.
 
     mathforge serve dedup --store embedded --store-path .cache/dedup --benchmarks gsm8k,math \\
-        --benchmark-dir ../shared/benchmarks
+        --benchmark-dir tests/fixtures/benchmarks
     mathforge serve dedup --store redis --redis-url redis://redis:6379/0     # replicas share the index
 """
 

@@ -88,7 +88,7 @@ class PretrainConfig:
     tokenizer_web_documents: int = option(0, "documents of each web source the tokenizer learns from")
     weights: dict[str, float] = option(
         {"math_corpus": 0.5, "worked_problems": 0.2, "code": 0.2, "general": 0.1},
-        "mixture weights by source (the paper's 56/4/10/20/10 shape, PAPER.md 2)",
+        "mixture weights by source (the paper's 56/4/10/20/10 shape, DeepSeekMath §2.3)",
     )
     run: StageRun = dataclasses.field(default_factory=lambda: StageRun("configs/tiny/pretrain.yaml"))
 
@@ -117,7 +117,7 @@ class EvalConfig:
     max_tokens: int = option(64, "new tokens per sample")
     prompt_styles: dict[str, str] = option(
         {"base": "few_shot", "sft": "chat", "rl": "chat"},
-        "prompt style by stage (PAPER.md 6: few-shot for base models, zero-shot for instruct/RL; "
+        "prompt style by stage (DeepSeekMath §3.2: few-shot for base models, zero-shot for instruct/RL; "
         "`chat` is the zero-shot prompt in the chat format SFT and GRPO train on)",
     )
 

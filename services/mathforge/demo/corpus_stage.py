@@ -34,7 +34,7 @@ def plant_questions(
     """A copy of the corpus with `count` benchmark questions appended to as many random pages.
 
     Only questions of at least 5 words are planted: texts under 3 grams after normalisation are
-    below the paper's matching rule (PAPER.md 1), so a shorter question could not be found."""
+    below the paper's matching rule (DeepSeekMath §2.1), so a shorter question could not be found."""
     questions = [
         item.question for f in files for item in load_benchmark(f) if len(item.question.split()) >= 5
     ]

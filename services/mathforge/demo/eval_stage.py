@@ -1,5 +1,5 @@
 """Stage 6: evaluate the base, SFT and RL models on held-out word problems through the evaluator
-service's Evaluate RPC against the sampler (PAPER.md 6): greedy accuracy, maj@k and pass@k.
+service's Evaluate RPC against the sampler (DeepSeekMath §3.2): greedy accuracy, maj@k and pass@k.
 
 Each model is loaded into the sampler in turn (LoadWeights, a new version each time); the
 evaluator samples the greedy answer plus k samples per problem and grades them; maj@k and pass@k

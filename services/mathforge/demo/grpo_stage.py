@@ -1,4 +1,4 @@
-"""Stage 5: GRPO from the SFT policy through the sampler and reward services (PAPER.md 4), with one
+"""Stage 5: GRPO from the SFT policy through the sampler and reward services (DeepSeekMath §4), with one
 round of iterative RL: halfway, the outcome RM is retrained on fresh policy samples with replay,
 reloaded by the reward service, and pi_ref is reset to the current policy.
 

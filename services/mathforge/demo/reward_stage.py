@@ -1,4 +1,4 @@
-"""Stage 4: an outcome and a process reward model from policy samples (PAPER.md 4). The SFT policy,
+"""Stage 4: an outcome and a process reward model from policy samples (DeepSeekMath §4). The SFT policy,
 served by the sampler, answers training questions; each answer is labelled by the rule verifier
 (ORM) and each of its steps the Math-Shepherd way, from completions the sampler writes from that
 step on (PRM). Both models are trained by `mathforge.reward.train` from the SFT checkpoint and

@@ -1,6 +1,6 @@
 """Stage 3: build the demo's tokenizer, pretrain a tiny model on the mined math corpus mixed with
-worked problems, code-like and general text (PAPER.md 2), then SFT it on chain-of-thought word
-problems (PAPER.md 3). Both run the training entrypoints (mathforge.training.pretrain / .sft) as
+worked problems, code-like and general text (DeepSeekMath §2.3), then SFT it on chain-of-thought word
+problems (DeepSeekMath §3). Both run the training entrypoints (mathforge.training.pretrain / .sft) as
 child processes, the way torchrun would start them.
 
     models = pretrain_and_sft(config, clean_corpus, mined.other_texts, run_dir, console)
@@ -47,7 +47,7 @@ def worked_problems(seed: int) -> list[Problem]:
 def worked_problem(problem: Problem, index: int) -> str:
     """A worked problem as pretraining text, alternately in the two plain-text layouts the
     evaluator prompts with (few-shot "Question: / Answer:" and zero-shot "User: / Assistant:"),
-    so the base model has seen both (PAPER.md 6)."""
+    so the base model has seen both (DeepSeekMath §3.2)."""
     item = BenchmarkItem("worked", str(index), problem.question, problem.answer)
     style = PROMPT_STYLES[index % 2]
     if style == "few_shot":

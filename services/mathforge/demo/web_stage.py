@@ -1,4 +1,4 @@
-"""Stage 1: generate the miniature web, run the recall rounds with domain discovery (PAPER.md 1),
+"""Stage 1: generate the miniature web, run the recall rounds with domain discovery (DeepSeekMath §2.1),
 then mine the corpus by scoring every page through the classifier service with the last round's
 model.
 

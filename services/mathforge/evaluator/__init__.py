@@ -1,5 +1,5 @@
 """The evaluator: final-answer extraction, answer equivalence, benchmark metrics and loaders, the
-program sandbox and the Evaluator gRPC service (PAPER.md §6).
+program sandbox and the Evaluator gRPC service (DeepSeekMath §3.2).
 
 In-process users import the grader directly:
 

@@ -1,4 +1,4 @@
-"""Benchmark metrics (PAPER.md §6): greedy accuracy, maj@k (majority vote over equivalent answers)
+"""Benchmark metrics (DeepSeekMath §3.2): greedy accuracy, maj@k (majority vote over equivalent answers)
 and unbiased pass@k = 1 - C(n-c, k) / C(n, k), exact for any n, with breakdowns by tag (MATH
 subject and level).
 
@@ -137,7 +137,7 @@ def compute_metrics(
     "acc/<tag>=<value>" breakdowns and "count". The k list follows the smallest item.
 
     With `greedy_first`, sample 0 is the greedy answer: it gives acc, and pass@k and maj@k are
-    taken over the sampled answers after it only (PAPER.md §6 compares Maj@K and Pass@K of sampled
+    taken over the sampled answers after it only (DeepSeekMath §3.2 compares Maj@K and Pass@K of sampled
     outputs, not a mix of the greedy answer and samples)."""
     metrics: dict[str, float] = {"count": float(len(items))}
     if not items:

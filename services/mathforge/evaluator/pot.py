@@ -1,5 +1,5 @@
 """Program-of-thought and tool-integrated answers: finds the Python in a model output, runs it in
-the sandbox and grades what it prints (PAPER.md §3 and §6: the program's output is the answer).
+the sandbox and grades what it prints (DeepSeekMath §3 and §6: the program's output is the answer).
 
     verdict, run = grade_program_output("```python\\nprint(6 * 7)\\n```", "42")
 """

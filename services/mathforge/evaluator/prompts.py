@@ -1,4 +1,4 @@
-"""Benchmark prompts (PAPER.md §6): the zero-shot chain-of-thought instruction for instruct and RL
+"""Benchmark prompts (DeepSeekMath §3.2): the zero-shot chain-of-thought instruction for instruct and RL
 models, and few-shot chain-of-thought prompts (worked examples written for this project) for base
 models, in English and Chinese. The `chat` style renders the zero-shot prompt in mathforge's own
 chat format (models/tokenizer.py), the layout models fine-tuned and RL-trained here learned."""

@@ -1,7 +1,7 @@
 """The Evaluator gRPC service: Grade, GradeBatch, Extract, RunProgram (sandbox) and Evaluate (a
 benchmark run against a sampler, streamed).
 
-    mathforge serve evaluator --port 50055 --benchmark-dir ../shared/benchmarks
+    mathforge serve evaluator --port 50055 --benchmark-dir tests/fixtures/benchmarks
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     model = build_model("tiny", vocab_size=len(tokenizer), seed=0)
 
 Every preset is a Llama-architecture causal LM (transformers' LlamaForCausalLM). "deepseek-coder-7b"
-is the DeepSeek-Coder-v1.5 7B shape that DeepSeekMath starts from (PAPER.md section 2); its weights
+is the DeepSeek-Coder-v1.5 7B shape that DeepSeekMath starts from (DeepSeekMath §2.3); its weights
 come from a path or PVC through `checkpoint.load_model`, never from the network.
 """
 

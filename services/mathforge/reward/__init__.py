@@ -1,2 +1,2 @@
 """Rewards for GRPO: the rule verifier, outcome and process reward models, their training, and the
-Reward service (PAPER.md §4)."""
+Reward service (DeepSeekMath §4)."""

@@ -121,7 +121,7 @@ def mix_replay(
     fresh: list[RewardExample], historical: list[RewardExample], share: float, seed: int = 0
 ) -> ReplayMix:
     """Fresh examples plus enough historical ones, drawn without replacement, that they make up
-    `share` of the result (PAPER.md §4: 10%). With too little history, all of it is used."""
+    `share` of the result (DeepSeekMath §4: 10%). With too little history, all of it is used."""
     if not 0 <= share < 1:
         raise ValueError(f"replay share {share} must be in [0, 1)")
     wanted = round(share * len(fresh) / (1 - share)) if fresh else 0

@@ -4,7 +4,7 @@ evaluator's grader (same extraction, equivalence, limits and timeouts), in-proce
     score = rule_reward("... so \\\\boxed{12}.", "12")           # RuleScore(reward=1.0, correct=True, ...)
     score = rule_reward("I think twelve", "12", format_penalty=0.1)
 
-A response with no extractable answer scores 0 minus `format_penalty` (PAPER.md §4 uses the plain
+A response with no extractable answer scores 0 minus `format_penalty` (DeepSeekMath §4 uses the plain
 0/1 reward; the penalty is an option, default 0). Whether the last number of a text counts as its
 answer follows the grading policy (`last_number_fallback`), as in the evaluator.
 """

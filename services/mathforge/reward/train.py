@@ -1,4 +1,4 @@
-"""Trains an outcome or process reward model (PAPER.md §4).
+"""Trains an outcome or process reward model (DeepSeekMath §4).
 
     torchrun --nproc_per_node=2 -m mathforge.reward.train --config configs/tiny/reward-orm.yaml
     python -m mathforge.reward.train --config configs/tiny/reward-prm.yaml optim.lr=1e-3 batch.steps=50

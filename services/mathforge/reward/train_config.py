@@ -1,5 +1,5 @@
 """The reward-model training config: the training stages' TrainConfig with a `reward` and a `data`
-section and reward-specific defaults (PAPER.md §4: learning rate 2e-5, 10% replay).
+section and reward-specific defaults (DeepSeekMath §4: learning rate 2e-5, 10% replay).
 
     config = load_config(RewardTrainConfig, ["--config", "configs/tiny/reward-orm.yaml", "optim.lr=1e-3"])
 """
@@ -22,9 +22,9 @@ from mathforge.training.config import (
 
 @dataclasses.dataclass
 class RewardOptimConfig(OptimConfig):
-    """AdamW for reward models (PAPER.md §4: learning rate 2e-5; betas and decay as in §2)."""
+    """AdamW for reward models (DeepSeekMath §4: learning rate 2e-5; betas and decay as in §2)."""
 
-    lr: float = option(2e-5, "learning rate (PAPER.md 4: the reward model was trained at 2e-5)")
+    lr: float = option(2e-5, "learning rate (DeepSeekMath §4: the reward model was trained at 2e-5)")
 
 
 @dataclasses.dataclass
@@ -71,7 +71,7 @@ class RewardDataConfig:
     train: list[str] = option([], "JSON-lines files of labelled examples")
     eval: list[str] = option([], "held-out files; ORM: AUC, PRM: step AUC and accuracy")
     replay: list[str] = option([], "historical examples, replayed when continuing an earlier reward model")
-    replay_share: float = option(0.1, "share of the training set drawn from replay (PAPER.md 4: 10%)")
+    replay_share: float = option(0.1, "share of the training set drawn from replay (DeepSeekMath §4: 10%)")
     synthetic_train: int = option(
         0, "with no data.train: generate this many synthetic examples (tests, demo)"
     )

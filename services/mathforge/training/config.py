@@ -6,7 +6,7 @@ Precedence: dataclass defaults < the YAML file < dotted `key=value` overrides on
 (`data.sources.arxiv.weight=0.2` reaches into a mapping of sections). Unknown keys and values of
 the wrong type are a ConfigError naming the key. `as_dict()` gives the effective config, which
 every stage logs at start and saves in every checkpoint. Defaults are the paper's numbers
-(PAPER.md section in the help text); the reward and GRPO trainers subclass `TrainConfig`.
+(the DeepSeekMath section in the help text); the reward and GRPO trainers subclass `TrainConfig`.
 """
 
 from __future__ import annotations
@@ -42,25 +42,29 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class OptimConfig:
-    """AdamW settings (PAPER.md section 2: beta1 0.9, beta2 0.95, weight decay 0.1)."""
+    """AdamW settings (DeepSeekMath §2.3: beta1 0.9, beta2 0.95, weight decay 0.1)."""
 
-    lr: float = option(4.2e-4, "peak learning rate (PAPER.md 2: 4.2e-4 pretraining; 3: 5e-5 SFT)")
-    beta1: float = option(0.9, "AdamW beta1 (PAPER.md 2)")
-    beta2: float = option(0.95, "AdamW beta2 (PAPER.md 2)")
+    lr: float = option(4.2e-4, "peak learning rate (DeepSeekMath §2.3: 4.2e-4 pretraining; 3: 5e-5 SFT)")
+    beta1: float = option(0.9, "AdamW beta1 (DeepSeekMath §2.3)")
+    beta2: float = option(0.95, "AdamW beta2 (DeepSeekMath §2.3)")
     eps: float = option(1e-8, "AdamW epsilon (our choice)")
-    weight_decay: float = option(0.1, "AdamW weight decay on matrices; norms are not decayed (PAPER.md 2)")
+    weight_decay: float = option(
+        0.1, "AdamW weight decay on matrices; norms are not decayed (DeepSeekMath §2.3)"
+    )
     grad_clip: float = option(1.0, "clip the global gradient norm to this (our choice; 0 = off)")
 
 
 @dataclasses.dataclass
 class ScheduleConfig:
-    """Learning-rate schedule (PAPER.md section 2: multi-step; section 3: constant)."""
+    """Learning-rate schedule (DeepSeekMath §2.3: multi-step; section 3: constant)."""
 
     kind: str = option("multistep", "multistep (warm-up then drops) or constant")
-    warmup_steps: int = option(2000, "linear warm-up steps to the peak (PAPER.md 2: 2000)")
-    decay_at: list[float] = option([0.8, 0.9], "fractions of training where the rate drops (PAPER.md 2)")
+    warmup_steps: int = option(2000, "linear warm-up steps to the peak (DeepSeekMath §2.3: 2000)")
+    decay_at: list[float] = option(
+        [0.8, 0.9], "fractions of training where the rate drops (DeepSeekMath §2.3)"
+    )
     decay_to: list[float] = option(
-        [0.316, 0.1], "the rate after each drop, as a fraction of the peak (PAPER.md 2)"
+        [0.316, 0.1], "the rate after each drop, as a fraction of the peak (DeepSeekMath §2.3)"
     )
 
 
@@ -68,14 +72,14 @@ class ScheduleConfig:
 class BatchConfig:
     """Sequence length, batch size in tokens, and run length."""
 
-    seq_len: int = option(4096, "tokens per packed row (PAPER.md 2: context 4K)")
+    seq_len: int = option(4096, "tokens per packed row (DeepSeekMath §2.3: context 4K)")
     micro_batch_size: int = option(1, "rows per process per forward/backward")
     global_batch_tokens: int = option(
         10_485_760,
         "tokens per optimizer step over all processes "
-        "(PAPER.md 2: 10M); gradient accumulation makes up the difference",
+        "(DeepSeekMath §2.3: 10M); gradient accumulation makes up the difference",
     )
-    steps: int = option(47_684, "optimizer steps (PAPER.md 2: 500B tokens / 10M per step)")
+    steps: int = option(47_684, "optimizer steps (DeepSeekMath §2.3: 500B tokens / 10M per step)")
 
 
 @dataclasses.dataclass

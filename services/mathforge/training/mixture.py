@@ -5,7 +5,7 @@
     state = stream.state_dict(); stream.load_state_dict(state)   # exact resume
 
 Each process reads its own share of every source (documents i with i % world_size == rank). The
-weights are shares of TOKENS, as the paper's mixture is (PAPER.md section 2): the next document
+weights are shares of TOKENS, as the paper's mixture is (DeepSeekMath §2.3): the next document
 comes from the source furthest below its share so far (fewest tokens read per unit of weight), so
 the token mix follows the weights closely at every point of the run, whatever the document
 lengths. A source is walked in a fresh order, seeded by (seed, rank, source, epoch), every epoch,

@@ -1,4 +1,4 @@
-"""Continued pretraining on a weighted mixture of sources (PAPER.md section 2).
+"""Continued pretraining on a weighted mixture of sources (DeepSeekMath §2.3).
 
     torchrun --nproc_per_node=2 -m mathforge.training.pretrain --config configs/tiny/pretrain.yaml
     torchrun ... -m mathforge.training.pretrain --config configs/paper-7b/pretrain.yaml batch.steps=100
@@ -41,7 +41,7 @@ class PretrainDataConfig:
 
 @dataclasses.dataclass
 class PretrainConfig(TrainConfig):
-    """Continued pretraining: multi-step LR, AdamW 0.9/0.95, wd 0.1, 10M-token batches (PAPER.md 2)."""
+    """Continued pretraining: multi-step LR, AdamW 0.9/0.95, wd 0.1, 10M-token batches (DeepSeekMath §2.3)."""
 
     stage: str = option("pretrain", "stage name")
     out_dir: str = option("runs/pretrain", "checkpoints and the final model")

@@ -1,6 +1,6 @@
 """Learning-rate schedules as multipliers of the peak rate, for torch's LambdaLR.
 
-The paper's multi-step schedule (PAPER.md section 2): linear warm-up over 2,000 steps to the peak,
+The paper's multi-step schedule (DeepSeekMath §2.3): linear warm-up over 2,000 steps to the peak,
 31.6% of the peak from 80% of training, 10% from 90%. SFT uses a constant rate (section 3).
 """
 

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on chat-formatted CoT, PoT and tool-integrated examples (PAPER.md section 3).
+"""Supervised fine-tuning on chat-formatted CoT, PoT and tool-integrated examples (DeepSeekMath §3).
 
     torchrun --nproc_per_node=2 -m mathforge.training.sft --config configs/tiny/sft.yaml
     torchrun ... -m mathforge.training.sft --config configs/paper-7b/sft.yaml batch.steps=10
@@ -43,7 +43,7 @@ class SftDataConfig:
 
 @dataclasses.dataclass
 class SftConfig(TrainConfig):
-    """SFT: constant LR 5e-5, 500 steps, batch 256 x 4K tokens, response-only loss (PAPER.md 3)."""
+    """SFT: constant LR 5e-5, 500 steps, batch 256 x 4K tokens, response-only loss (DeepSeekMath §3)."""
 
     stage: str = option("sft", "stage name")
     out_dir: str = option("runs/sft", "checkpoints and the final model")

@@ -7,7 +7,7 @@
 An example is a list of messages ({"role", "content"}) in the package's chat format
 (models/tokenizer.py). Only assistant tokens (content and its end-of-turn token) are trained
 targets; system, user and tool messages and the role headers are context. Examples are shuffled
-every epoch and concatenated until the next one does not fit in the row (PAPER.md section 3);
+every epoch and concatenated until the next one does not fit in the row (DeepSeekMath §3);
 an example longer than a row is cut to the row length.
 """
 

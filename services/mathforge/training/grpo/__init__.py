@@ -1,1 +1,1 @@
-"""GRPO: the online RL stage over the sampler and reward services (PAPER.md section 4)."""
+"""GRPO: the online RL stage over the sampler and reward services (DeepSeekMath §4)."""

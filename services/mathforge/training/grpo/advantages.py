@@ -1,4 +1,4 @@
-"""Group-relative advantages (PAPER.md section 4): outcome supervision gives every token of an output
+"""Group-relative advantages (DeepSeekMath §4): outcome supervision gives every token of an output
 the group-normalised reward of that output; process supervision gives a token the sum of the
 group-normalised rewards of the steps that end at or after it.
 

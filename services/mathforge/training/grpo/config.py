@@ -1,5 +1,5 @@
 """The GRPO stage's config: the shared training sections plus rollout, objective, reward, services,
-iterative RL and evaluation. Defaults are the paper's (PAPER.md section 4) where it gives a number.
+iterative RL and evaluation. Defaults are the paper's (DeepSeekMath §4) where it gives a number.
 
     config = load_config(GrpoConfig, ["--config", "configs/tiny/grpo.yaml", "objective.beta=0.02"])
 """
@@ -32,7 +32,7 @@ class TaskConfig:
     synthetic_difficulty: int = option(2, "operations per synthetic problem (1-5)")
     instruction: str = option(
         "Please reason step by step, and put your final answer within \\boxed{}.",
-        "appended to every question (PAPER.md 6: the zero-shot CoT instruction)",
+        "appended to every question (DeepSeekMath §3.2: the zero-shot CoT instruction)",
     )
 
 
@@ -41,10 +41,10 @@ class RolloutConfig:
     """How many outputs are sampled per step, and how."""
 
     questions_per_step: int = option(
-        16, "questions per step; x group_size = the batch (PAPER.md 4: 1024 outputs)"
+        16, "questions per step; x group_size = the batch (DeepSeekMath §4: 1024 outputs)"
     )
-    group_size: int = option(64, "outputs sampled per question, G (PAPER.md 4: 64)")
-    max_new_tokens: int = option(1024, "longest output in tokens (PAPER.md 4: 1024)")
+    group_size: int = option(64, "outputs sampled per question, G (DeepSeekMath §4: 64)")
+    max_new_tokens: int = option(1024, "longest output in tokens (DeepSeekMath §4: 1024)")
     temperature: float = option(1.0, "sampling temperature (our choice: sample from pi_old itself)")
     top_p: float = option(1.0, "nucleus sampling; 1 = off")
     top_k: int = option(0, "top-k sampling; 0 = off")
@@ -55,15 +55,15 @@ class RolloutConfig:
 
 @dataclasses.dataclass
 class ObjectiveConfig:
-    """The GRPO objective (PAPER.md 4)."""
+    """The GRPO objective (DeepSeekMath §4)."""
 
-    beta: float = option(0.04, "weight of the k3 KL to pi_ref in the loss (PAPER.md 4: 0.04)")
+    beta: float = option(0.04, "weight of the k3 KL to pi_ref in the loss (DeepSeekMath §4: 0.04)")
     clip_eps: float = option(0.2, "clip range of the ratio pi/pi_old (the usual 0.2; the paper gives none)")
     clip_eps_high: float = option(0.0, "upper clip range (clip-higher, DAPO: 0.28); 0 = clip_eps")
-    mu: int = option(1, "policy updates per batch of samples (PAPER.md 4: 1)")
+    mu: int = option(1, "policy updates per batch of samples (DeepSeekMath §4: 1)")
     updates_per_step: int = option(1, "optimizer steps per pass over the batch (mini-batches)")
     supervision: str = option("outcome", "outcome (one reward per output) or process (per-step rewards)")
-    aggregation: str = option("sequence", "sequence (per-output mean, PAPER.md 4) or token (token mean)")
+    aggregation: str = option("sequence", "sequence (per-output mean, DeepSeekMath §4) or token (token mean)")
     std_estimator: str = option("population", "group std: population (n) or sample (n-1, TRL's)")
     std_eps: float = option(1e-4, "added to the group std before dividing (TRL's value)")
     scale_rewards: bool = option(True, "divide by the group std (False: only subtract the mean)")
@@ -103,16 +103,18 @@ class ServicesConfig:
 
 @dataclasses.dataclass
 class IterativeConfig:
-    """Iterative RL (PAPER.md 4): every `every` steps retrain the RM with replay and reset pi_ref."""
+    """Iterative RL (DeepSeekMath §4): every `every` steps retrain the RM with replay and reset pi_ref."""
 
     every: int = option(0, "steps per iteration, M; 0 = a single iteration (pi_ref never reset)")
     retrain_reward_model: bool = option(False, "retrain the reward model at each iteration boundary")
     reward_model_kind: str = option("orm", "which RM is retrained and reloaded: orm or prm")
     reward_model_init: str = option("", "checkpoint the RM is retrained from (the serving RM's)")
     reward_model_config: str = option("", "reward-training YAML the retraining starts from (empty: defaults)")
-    reward_model_lr: float = option(2e-5, "RM learning rate (PAPER.md 4: 2e-5)")
+    reward_model_lr: float = option(2e-5, "RM learning rate (DeepSeekMath §4: 2e-5)")
     reward_model_steps: int = option(100, "optimizer steps of each RM retraining")
-    replay_fraction: float = option(0.1, "share of historical samples replayed in RM retraining (PAPER.md 4)")
+    replay_fraction: float = option(
+        0.1, "share of historical samples replayed in RM retraining (DeepSeekMath §4)"
+    )
     samples_per_question: int = option(4, "fresh policy samples kept per question for RM retraining")
 
 
@@ -127,7 +129,7 @@ class EvalConfig:
 
 @dataclasses.dataclass
 class GrpoConfig(TrainConfig):
-    """GRPO: G samples per question, group-relative advantages, clipped updates with a k3 KL (PAPER.md 4)."""
+    """GRPO: G samples per question, group-relative advantages, clipped updates, k3 KL (DeepSeekMath §4)."""
 
     stage: str = option("grpo", "stage name")
     out_dir: str = option("runs/grpo", "checkpoints, published weights and the final model")

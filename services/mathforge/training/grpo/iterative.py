@@ -1,4 +1,4 @@
-"""Iterative RL's reward-model half (PAPER.md 4): keep fresh policy samples with their labels, and at
+"""Iterative RL's reward-model half (DeepSeekMath §4): keep fresh policy samples with their labels, and at
 each iteration boundary continue training the reward model on them with 10% replay of older ones.
 
     trainer = RewardModelTrainer(config, out_dir)

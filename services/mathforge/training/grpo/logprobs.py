@@ -3,7 +3,7 @@
     batch = pack_outputs(prompts, completions, pad_id)          # right-padded prompt+output rows
     logp, entropy = completion_logprobs(model, batch)          # (N, T_max) over output tokens
 
-The log-probabilities are of the raw model (temperature 1), the policy pi_theta of PAPER.md 4, the
+The log-probabilities are of the raw model (temperature 1), the policy pi_theta of DeepSeekMath §4, the
 same distribution the sampler reports its logprobs under.
 """
 

@@ -1,4 +1,4 @@
-"""The GRPO loop of PAPER.md 4 over the sampler and reward services, with exact resume.
+"""The GRPO loop of DeepSeekMath §4 over the sampler and reward services, with exact resume.
 
     torchrun --nproc_per_node=1 -m mathforge.training.grpo --config configs/tiny/grpo.yaml
 

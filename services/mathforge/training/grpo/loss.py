@@ -1,4 +1,4 @@
-"""The GRPO objective of PAPER.md section 4 as a loss to minimise, with the per-token k3 KL term.
+"""The GRPO objective of DeepSeekMath §4 as a loss to minimise, with the per-token k3 KL term.
 
     terms = token_terms(logp, old_logp, ref_logp, advantages, clip)     # per-token pieces, (N, T)
     loss = aggregate(terms.loss, mask, "sequence", num_sequences=N)       # the paper's 1/G sum 1/|o_i| sum_t

@@ -1,5 +1,5 @@
 """The policy update of one GRPO step: pi_old and pi_ref log-probabilities, then mu passes of clipped
-updates over the batch (PAPER.md 4, "for grpo_iteration = 1..mu").
+updates over the batch (DeepSeekMath §4, "for grpo_iteration = 1..mu").
 
     stats = policy_update(engine, reference, rollout, advantages, config, step_seed)
 
