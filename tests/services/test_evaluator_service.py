@@ -193,10 +193,11 @@ def test_evaluate_streams_progress_then_metrics(
     # answers): pencils [T, F, T, T], cups [T, F, F, T], pages [T, T, F, T]
     assert result.metrics["pass@1"] == pytest.approx((3 / 4 + 2 / 4 + 3 / 4) / 3)
     assert result.metrics["pass@4"] == 1.0
-    assert result.metrics["maj@1"] == pytest.approx(result.metrics["pass@1"])  # k = 1: each sample alone
-    # pencils and pages: the right answer has three votes; cups: right and wrong tie 2-2, so half of
-    # the four cyclic windows see the right one first
-    assert result.metrics["maj@4"] == pytest.approx((1 + 1 / 2 + 1) / 3)
+    # maj@k is the vote over the first k samples: every first sample is right
+    assert result.metrics["maj@1"] == 1.0
+    # pencils and pages: the right answer has three votes; cups: right and wrong tie 2-2, and the
+    # right one came first
+    assert result.metrics["maj@4"] == 1.0
     assert [item.id for item in result.items] == ["gsm8k-0", "gsm8k-1", "gsm8k-2"]
     assert list(result.items[2].answers) == ["8", "7", "7", "9", "7"]  # greedy first, then the samples
     assert "Please reason step by step" in servicer.requests[-1].prompts[0].text

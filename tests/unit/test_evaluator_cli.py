@@ -51,15 +51,48 @@ def test_eval_metrics_prints_acc_pass_and_maj(tmp_path: Path, capsys: pytest.Cap
         ],
     )
     assert main(["eval", "metrics", str(path)]) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    metrics = json.loads(out)
     assert metrics["acc"] == 0.5
     assert set(metrics) >= {"pass@1", "pass@2", "pass@4", "maj@1", "maj@2", "maj@4"}
     assert metrics["pass@1"] == pytest.approx((2 / 4 + 3 / 4) / 2)
     assert metrics["pass@4"] == 1.0
-    # item 1: "2" and "3" tie at two votes, so the four cyclic windows split 2-2 on who came first;
-    # item 2: 0.5 and the halves are one group of three
+    # the default maj@k is the vote over the first k samples: item 1's first sample is right, item
+    # 2's ("0.25") is not; at k = 4 item 1's tie between "2" and "3" goes to "2", seen first, and
+    # item 2's 0.5 and the halves are one group of three
+    assert metrics["maj@1"] == 0.5 and metrics["maj@4"] == 1.0
+    assert '"count": 2,' in out and "0.4999" not in out
+
+
+def test_eval_metrics_cyclic_option_averages_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_lines(
+        tmp_path / "samples.jsonl",
+        [
+            {"gold": "2", "samples": ["\\boxed{2}", "\\boxed{3}", "\\boxed{3}", "2"]},
+            {"gold": "\\frac12", "samples": ["0.25", "0.5", "\\frac{1}{2}", "\\dfrac12"]},
+        ],
+    )
+    assert main(["eval", "metrics", "--maj", "cyclic", str(path)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    # item 1: "2" and "3" tie at two votes, so the four cyclic windows split 2-2 on who came first
     assert metrics["maj@4"] == 0.75
-    assert metrics["maj@1"] == metrics["pass@1"]
+    assert metrics["maj@1"] == metrics["pass@1"] == 0.625
+
+
+def test_eval_metrics_rejects_empty_input_and_unequal_sample_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["eval", "metrics", str(empty)]) == 2
+    assert "empty.jsonl: no lines" in capsys.readouterr().err
+    path = write_lines(
+        tmp_path / "uneven.jsonl", [{"gold": "1", "samples": ["1", "2"]}, {"gold": "1", "samples": ["1"]}]
+    )
+    assert main(["eval", "metrics", str(path)]) == 2
+    assert "uneven.jsonl:2: 1 samples, but line 1 has 2" in capsys.readouterr().err
 
 
 def test_eval_metrics_rejects_lines_without_samples(

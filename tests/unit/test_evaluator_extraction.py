@@ -110,3 +110,22 @@ def test_prose_is_not_bare() -> None:
 )
 def test_extraction_never_raises_on_junk(junk: str) -> None:
     assert isinstance(extract_answer(junk).answer, str)
+
+
+def test_an_extraction_bug_is_logged_not_swallowed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mathforge.evaluator import extraction
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("extractor bug")
+
+    monkeypatch.setattr(extraction, "_extract", broken)
+    monkeypatch.setattr(extraction, "_from_boxes", broken)
+    with caplog.at_level("ERROR", logger="mathforge.evaluator.extraction"):
+        assert extraction.extract_answer("so \\boxed{2}") == extraction.NONE
+        assert extraction.extract_gold("\\boxed{2}") == extraction.NONE
+    messages = [r.getMessage() for r in caplog.records]
+    assert "answer extraction failed on a 12-character output: no answer" in messages
+    assert "gold extraction failed on a 9-character gold: no answer" in messages
+    assert all(r.exc_info and "extractor bug" in str(r.exc_info[1]) for r in caplog.records)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mathforge.demo.config import ChecksConfig
+from mathforge.evaluator.metrics import DEFAULT_MAJ
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,17 @@ def demo_checks(report: dict[str, Any], wanted: ChecksConfig) -> list[Check]:
             Check(
                 f"maj_at_k_rises_{stage}",
                 values[-1] > values[0] and not dips,
-                f"{stage} maj@k for k = {', '.join(ks)}: {', '.join(f'{v:.3f}' for v in values)} "
+                f"{stage} maj@k ({DEFAULT_MAJ}: the vote over the first k samples) for k = {', '.join(ks)}: "
+                f"{', '.join(f'{v:.3f}' for v in values)} "
                 f"(rises from k=1 to the largest k; no dip between neighbours beyond one standard "
                 f"error, {noise:.3f}{'; dips: ' + str(dips) if dips else ''})",
             )
         )
-    # Both are over the same sampled answers; at k = 1 they are equal by construction (maj@1 averages
-    # every sample alone, as pass@1 does), so the check starts at k = 2. A k-subset whose majority
-    # answer is right holds a right answer, so maj@k above pass@k means a grading or voting bug.
+    # Both are over the same sampled answers. maj@k is the vote over the first k samples (the
+    # evaluator's default, as lm-eval and Qwen2.5-Math count it): at k = 1 it is the first sample's
+    # accuracy, an estimate of pass@1, so the check starts at k = 2. A first k whose majority answer is
+    # right holds a right answer, and pass@k is the chance that k samples do, so maj@k above pass@k
+    # points at a grading or voting bug.
     below = [
         f"{stage} k={k}"
         for stage, by_k in report["pass_at_k"].items()
@@ -83,7 +87,7 @@ def demo_checks(report: dict[str, Any], wanted: ChecksConfig) -> list[Check]:
         Check(
             "pass_at_k_at_least_maj_at_k",
             not below,
-            "pass@k >= maj@k for every stage and k >= 2 (at k = 1 they are equal by construction)"
+            "pass@k >= maj@k (the vote over the first k samples) for every stage and k >= 2"
             if not below
             else f"pass@k < maj@k at {', '.join(below)}",
         )

@@ -13,6 +13,7 @@ from typing import Any
 from mathforge.demo.checks import Check
 from mathforge.demo.console import format_cell
 from mathforge.demo.plots import PLOT_FILES
+from mathforge.evaluator.metrics import DEFAULT_MAJ, MAJ_DEFINITIONS
 from mathforge.models.checkpoint import write_text_atomic
 
 
@@ -92,6 +93,8 @@ def render_markdown(report: dict[str, Any], checks: list[Check]) -> str:
                 for stage in report["accuracy"]
             ],
         ),
+        "",
+        f"maj@k is {MAJ_DEFINITIONS[DEFAULT_MAJ]}; pass@k is the unbiased estimator over all samples.",
         "",
         "![accuracy](accuracy.png)",
         "",

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mathforge.data_cli import group
+from mathforge.evaluator.metrics import DEFAULT_MAJ, MAJ_DEFINITIONS
 
 
 def _json_lines(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -73,16 +74,26 @@ def _metrics(args: argparse.Namespace, rest: list[str]) -> int:
     from mathforge.evaluator.policy import DEFAULT_POLICY
 
     items: list[ItemSamples] = []
+    first_count: tuple[int, int] | None = None  # (line, samples) of the first line
     try:
         for line_no, row in _json_lines(args.file):
             samples = row.get("samples")
             if "gold" not in row or not isinstance(samples, list) or not samples:
                 raise ValueError(f"{args.file}:{line_no}: needs 'gold' and a non-empty 'samples' list")
+            if first_count is None:
+                first_count = (line_no, len(samples))
+            elif len(samples) != first_count[1]:
+                raise ValueError(
+                    f"{args.file}:{line_no}: {len(samples)} samples, but line {first_count[0]} has "
+                    f"{first_count[1]}: pass@k and maj@k need the same number of samples on every line"
+                )
             verdicts = [grade(str(s), str(row["gold"])) for s in samples]
             tags: dict[str, str] = {k: str(row[k]) for k in ("subject", "level") if k in row}
             items.append(
                 ItemSamples([v.equivalent for v in verdicts], [v.pred_answer for v in verdicts], tags)
             )
+        if not items:
+            raise ValueError(f"{args.file}: no lines; expected JSONL lines {{gold, samples}}")
     except (ValueError, OSError) as exc:
         print(f"mathforge eval metrics: {exc}", file=sys.stderr)
         return 2
@@ -90,7 +101,7 @@ def _metrics(args: argparse.Namespace, rest: list[str]) -> int:
     def same(a: str, b: str) -> bool:
         return canonical_key(a, DEFAULT_POLICY) == canonical_key(b, DEFAULT_POLICY)
 
-    print(json.dumps(compute_metrics(items, same=same)))
+    print(json.dumps(compute_metrics(items, same=same, maj_definition=args.maj)))
     return 0
 
 
@@ -168,6 +179,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev = group(sub, "eval")
     metrics = ev.add_parser("metrics", help="acc, pass@k and maj@k from JSONL lines {gold, samples}")
     metrics.add_argument("file", help="JSONL file, or - for stdin")
+    metrics.add_argument(
+        "--maj",
+        choices=tuple(MAJ_DEFINITIONS),
+        default=DEFAULT_MAJ,
+        help="maj@k definition: " + "; ".join(f"{name}: {text}" for name, text in MAJ_DEFINITIONS.items()),
+    )
     metrics.set_defaults(handler=_metrics)
 
     run = ev.add_parser("run", help="run a benchmark against a sampler; writes report.json and report.md")

@@ -6,6 +6,7 @@ last number of the text. Pure string work: fast, and it never raises on any inpu
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ class Extraction:
 
 
 NONE = Extraction("", "none")
+log = logging.getLogger(__name__)
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _FINAL_ANSWER_START = "final answer is"
@@ -200,7 +202,8 @@ def extract_answer(text: str, policy: GradingPolicy | None = None) -> Extraction
     """The final answer of a model output (or of a bare answer). Never raises; NONE if nothing found."""
     try:
         return _extract(text if isinstance(text, str) else str(text), policy or DEFAULT_POLICY)
-    except Exception:  # a pathological input must never take down a caller
+    except Exception:  # a pathological input must never take down a caller, but a bug must be seen
+        log.exception("answer extraction failed on a %d-character output: no answer", len(str(text)))
         return NONE
 
 
@@ -245,4 +248,5 @@ def extract_gold(gold: str, policy: GradingPolicy | None = None) -> Extraction:
             return Extraction(found.answer.replace(",", ""), "gsm8k")
         return Extraction(_clean_tail(gold), "bare")
     except Exception:
+        log.exception("gold extraction failed on a %d-character gold: no answer", len(str(gold)))
         return NONE
