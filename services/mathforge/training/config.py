@@ -112,7 +112,7 @@ class MetricsConfig:
 
 @dataclasses.dataclass
 class JobConfig:
-    """The Kubernetes PyTorchJob that runs this config (`mathforge submit`)."""
+    """The Kubernetes job (PyTorchJob or Trainer v2 TrainJob) that runs this config (`mathforge submit`)."""
 
     name: str = option("", "job name; empty = mathforge-<stage>")
     namespace: str = option("mathforge", "namespace of the job and its ConfigMap")
@@ -128,6 +128,13 @@ class JobConfig:
     backoff_limit: int = option(3, "pod restarts before the job fails")
     ttl_seconds_after_finished: int = option(86_400, "delete the finished job after this many seconds")
     env: dict[str, str] = option({}, "extra environment variables for the trainer container")
+    api: str = option(
+        "pytorchjob",
+        "pytorchjob: a kubeflow.org/v1 PyTorchJob (training operator v1); trainjob: a Kubeflow Trainer v2 "
+        "TrainJob and the ClusterTrainingRuntime it names",
+    )
+    queue: str = option("", "Kueue LocalQueue name; set = the job is created suspended until Kueue admits it")
+    priority_class: str = option("", "Kueue WorkloadPriorityClass of the job (needs queue)")
 
 
 @dataclasses.dataclass
@@ -191,6 +198,14 @@ class TrainConfig:
             (
                 self.job.nodes >= 1 and self.job.nproc_per_node >= 1,
                 "job.nodes and job.nproc_per_node must be >= 1",
+            ),
+            (
+                self.job.api in ("pytorchjob", "trainjob"),
+                f"job.api {self.job.api!r} is not pytorchjob or trainjob",
+            ),
+            (
+                bool(self.job.queue) or not self.job.priority_class,
+                f"job.priority_class {self.job.priority_class!r} needs job.queue (a Kueue LocalQueue)",
             ),
         ]
         for ok, message in checks:

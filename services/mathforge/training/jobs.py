@@ -11,6 +11,10 @@ one, so a job depends on nothing but its image and two PVCs (data read-only at /
 at /checkpoints; with several nodes the checkpoint PVC must be ReadWriteMany). Relative out_dir,
 init_from and tokenizer paths are placed under /checkpoints. The reward and GRPO
 trainers build their jobs with the same function.
+
+With job.api=trainjob the same pod runs under Kubeflow Trainer v2 instead (trainjob.py: a TrainJob
+and the ClusterTrainingRuntime it names); with job.queue set either kind is labelled for Kueue and
+created suspended (kueue.py).
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ from typing import Any
 import yaml
 
 from mathforge.training.config import ConfigError, TrainConfig, dump_config
+from mathforge.training.kueue import queue_for_kueue
 
 CONFIG_DIR = "/etc/mathforge"
 DATA_DIR = "/data"
 CHECKPOINT_DIR = "/checkpoints"
 MASTER_PORT = 23456
 STAGE_MODULES = {"pretrain": "mathforge.training.pretrain", "sft": "mathforge.training.sft"}
+MASTER_PORT_SPEC = {"containerPort": MASTER_PORT, "name": "pytorchjob-port", "protocol": "TCP"}
+# The images' user (images/Dockerfile.*): the pods run as it so files on the PVCs keep one owner.
+IMAGE_UID = 10001
 
 
 def job_name(stage: str, config: TrainConfig) -> str:
@@ -60,7 +68,7 @@ def config_map(stage: str, config: TrainConfig) -> dict[str, Any]:
         "metadata": {
             "name": f"{job_name(stage, config)}-config",
             "namespace": config.job.namespace,
-            "labels": _labels(stage, config),
+            "labels": labels(stage, config),
         },
         "data": dict(sorted(data.items())),
     }
@@ -70,7 +78,7 @@ def _on_checkpoint_volume(path: str) -> str:
     return path if not path or path.startswith("/") else f"{CHECKPOINT_DIR}/{path}"
 
 
-def _labels(stage: str, config: TrainConfig) -> dict[str, str]:
+def labels(stage: str, config: TrainConfig) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "mathforge",
         "app.kubernetes.io/component": "training",
@@ -79,7 +87,14 @@ def _labels(stage: str, config: TrainConfig) -> dict[str, str]:
     }
 
 
-def _pod_template(stage: str, module: str, config: TrainConfig) -> dict[str, Any]:
+def pod_template(
+    stage: str, module: str, config: TrainConfig, container_name: str = "pytorch"
+) -> dict[str, Any]:
+    """The trainer pod: `torchrun -m module` over the mounted config, as the images' user.
+
+    The training operator v1 needs the container named `pytorch` with its `pytorchjob-port`;
+    Trainer v2 needs it named `node` and opens its own port, so only v1 gets the port here.
+    """
     job = config.job
     resources: dict[str, dict[str, Any]] = {
         "requests": {"cpu": job.cpu, "memory": job.memory},
@@ -96,12 +111,12 @@ def _pod_template(stage: str, module: str, config: TrainConfig) -> dict[str, Any
         **({"OMP_NUM_THREADS": "1"} if not job.gpus_per_node else {}),
         **job.env,
     }
-    container = {
-        "name": "pytorch",
+    container: dict[str, Any] = {
+        "name": container_name,
         "image": job.image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["torchrun", "-m", module, "--config", f"{CONFIG_DIR}/config.yaml"],
-        "ports": [{"containerPort": MASTER_PORT, "name": "pytorchjob-port", "protocol": "TCP"}],
+        **({"ports": [MASTER_PORT_SPEC]} if container_name == "pytorch" else {}),
         "env": [{"name": k, "value": v} for k, v in env.items()],
         "resources": resources,
         "volumeMounts": [
@@ -113,7 +128,12 @@ def _pod_template(stage: str, module: str, config: TrainConfig) -> dict[str, Any
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     spec: dict[str, Any] = {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": IMAGE_UID,
+            "runAsGroup": IMAGE_UID,
+            "fsGroup": IMAGE_UID,
+        },
         "containers": [container],
         "volumes": [
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}},
@@ -124,15 +144,20 @@ def _pod_template(stage: str, module: str, config: TrainConfig) -> dict[str, Any
     }
     if job.gpus_per_node:
         spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    return {"metadata": {"labels": _labels(stage, config)}, "spec": spec}
+    return {"metadata": {"labels": labels(stage, config)}, "spec": spec}
+
+
+def entry_module(stage: str, module: str | None) -> str:
+    """`module`, or the stage's own entrypoint when none is given."""
+    module = module or STAGE_MODULES.get(stage, "")
+    if not module:
+        raise ConfigError(f"no entrypoint module known for stage {stage!r}; pass module=")
+    return module
 
 
 def pytorch_job(stage: str, config: TrainConfig, module: str | None = None) -> dict[str, Any]:
     """The kubeflow.org/v1 PyTorchJob running `module` (default: the stage's) with `config`."""
-    module = module or STAGE_MODULES.get(stage, "")
-    if not module:
-        raise ConfigError(f"no entrypoint module known for stage {stage!r}; pass module=")
-    template = _pod_template(stage, module, config)
+    template = pod_template(stage, entry_module(stage, module), config)
     replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
     if config.job.nodes > 1:
         replicas["Worker"] = {
@@ -140,13 +165,13 @@ def pytorch_job(stage: str, config: TrainConfig, module: str | None = None) -> d
             "restartPolicy": "OnFailure",
             "template": copy.deepcopy(template),
         }
-    return {
+    job = {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
         "metadata": {
             "name": job_name(stage, config),
             "namespace": config.job.namespace,
-            "labels": _labels(stage, config),
+            "labels": labels(stage, config),
         },
         "spec": {
             "nprocPerNode": str(config.job.nproc_per_node),
@@ -158,10 +183,18 @@ def pytorch_job(stage: str, config: TrainConfig, module: str | None = None) -> d
             "pytorchReplicaSpecs": replicas,
         },
     }
+    return queue_for_kueue(job, config.job.queue, config.job.priority_class)
 
 
 def job_manifests(stage: str, config: TrainConfig, module: str | None = None) -> list[dict[str, Any]]:
-    """[ConfigMap, PyTorchJob] for `config`, in the order they must be created."""
+    """The objects that run `config`, in the order they must be created: [ConfigMap, PyTorchJob], or
+    with job.api=trainjob [ConfigMap, ClusterTrainingRuntime, TrainJob]."""
+    if config.job.api == "trainjob":
+        from mathforge.training.trainjob import trainjob_manifests
+
+        return [config_map(stage, config), *trainjob_manifests(stage, config, module)]
+    if config.job.api != "pytorchjob":
+        raise ConfigError(f"job.api {config.job.api!r} is not pytorchjob or trainjob")
     return [config_map(stage, config), pytorch_job(stage, config, module)]
 
 
