@@ -54,11 +54,13 @@ def test_benchmark_text_under_3_grams_is_ignored():
 
 
 def test_a_long_formula_of_under_3_grams_matches_whole_unless_turned_off():
+    # With one gram per formula (formula_grams=False) this question is 2 grams: the extension's case.
     question = "Compute: $1-2+3-4+5- \\dots +99-100$."
-    index = _index({"formula": question})
+    index = BenchmarkIndex(formula_grams=False)
+    index.add_texts("synthetic", "formula", [question])
     (match,) = index.find("Homework: compute $1 - 2 + 3 - 4 + 5 - \\dots + 99 - 100$ please")
     assert match.item == "formula" and match.span.startswith("compute $1")
-    plain = BenchmarkIndex(min_short_chars=0)
+    plain = BenchmarkIndex(min_short_chars=0, formula_grams=False)
     plain.add_texts("synthetic", "formula", [question])
     assert plain.short_texts == 0 and not plain.find(question)
 
@@ -149,3 +151,43 @@ def test_batched_matching_equals_one_text_at_a_time_and_never_spans_two_texts(mo
     batched = index.find_many(texts)
     assert batched == [index.find(t) for t in texts]
     assert [bool(m) for m in batched] == [False, True, False, False, True, False]
+
+
+# ---- formula-heavy text (our own MATH-style solution, not a benchmark item) -------------------
+SOLUTION = (
+    "Completing the square gives $x^2 + 6x + 5 = (x+3)^2 - 4$, so the equation becomes "
+    "\\[ (x+3)^2 - 4 = y^2 - 2y + 1 = (y-1)^2, \\] and hence $(x+3)^2 - (y-1)^2 = 4$. Factoring the "
+    "difference of squares, \\begin{align*} (x+3-y+1)(x+3+y-1) &= 4 \\\\ (x-y+4)(x+y+2) &= 4, "
+    "\\end{align*} so by the Pythagorean theorem $a^2 + b^2 = c^2$ the answer is $\\boxed{13}$."
+)
+
+
+def test_latex_heavy_fragments_of_12_words_are_caught_where_one_gram_per_formula_misses():
+    index = _index({"sq": SOLUTION})
+    glued = BenchmarkIndex(formula_grams=False)
+    glued.add_texts("synthetic", "sq", [SOLUTION])
+    words = SOLUTION.split()
+    caught = glued_caught = 0
+    for start in range(len(words) - 12 + 1):
+        fragment = " ".join(words[start : start + 12])
+        document = WEB_BEFORE + fragment + WEB_AFTER
+        caught += bool(index.find(document))
+        glued_caught += bool(glued.find(document))
+    windows = len(words) - 12 + 1
+    # Misses: windows made mostly of an align block's layout (&=, \\, \begin{align*}), which is
+    # dropped so that layouts alone never match; one gram per formula catches a sixth.
+    assert caught >= 0.8 * windows, (caught, windows)
+    assert glued_caught <= 0.25 * windows, (glued_caught, windows)
+    (match,) = index.find(WEB_BEFORE + "so the equation becomes \\[ (x+3)^2 - 4 = y^2 - 2y + 1" + WEB_AFTER)
+    assert match.span == "so the equation becomes \\[ (x+3)^2 - 4 = y^2 - 2y + 1"
+
+
+def test_novel_math_prose_sharing_only_common_formulas_is_clean():
+    index = _index({"sq": SOLUTION})
+    prose = [
+        "Recall that by the Pythagorean theorem $a^2 + b^2 = c^2$ for every right triangle we draw.",
+        "Our notes: the equation becomes $(x+3)^2 = 0$ when we shift the parabola, so x is -3.",
+        "Factoring the difference of squares is the trick: $a^2 - b^2 = (a-b)(a+b)$ always.",
+        "Completing the square gives $x^2 + 2x + 1 = (x+1)^2$, the simplest case of all.",
+    ]
+    assert [index.find(text) for text in prose] == [[]] * len(prose)

@@ -74,3 +74,42 @@ def test_hashes_are_stable_across_processes():
 
 STABLE_THE = 11886042448746604466
 STABLE_PAIR = 4550009946877470795
+
+
+# ---- formula grams (decontamination) --------------------------------------------------------
+FORMULA = TextNormalizer(formula_grams=True)
+
+
+def test_formula_grams_cut_at_relations_and_top_level_terms_and_drop_delimiters():
+    text = "so $x^2 + 3x = 10$, which gives \\[ (x+5)(x-2) = 0 \\] hence"
+    assert FORMULA.token_values(text) == [
+        "so", "x^2", "+", "3x", "=", "10", "which", "gives", "(x+5)(x-2)", "=", "0", "hence",
+    ]  # fmt: skip
+    assert FORMULA.token_values("$(x+1)^2 \\geq 0$") == ["(x+1)^2", "\\geq", "0"]
+    assert FORMULA.token_values("$$a^2+b^2=c^2$$") == FORMULA.token_values("\\[ a^2 + b^2 = c^2 \\]")
+    assert FORMULA.token_values("a well-known fact costs \\$5") == [
+        "a",
+        "well-known",
+        "fact",
+        "costs",
+        "\\$5",
+    ]
+
+
+def test_formula_grams_ignore_respacing():
+    assert FORMULA.token_values("$x^2+3x=10$ and $y - 2 \\le 3$") == FORMULA.token_values(
+        "$ x ^ 2 + 3x = 10 $ and $y-2\\le3$"
+    )
+
+
+def test_formula_grams_default_off_for_near_duplicate_shingles():
+    assert NORM.token_values("so $x^2 + 3x = 10$") == ["so", "$x^2+3x=10$"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab1 ^+-=<.,(){}[]$&\\\nßﬁ小")), max_size=40))
+def test_formula_gram_offsets_cover_each_gram(text):
+    tokens, starts, ends = FORMULA.tokens_with_offsets(text)
+    assert tokens == FORMULA.tokens(text)
+    for token, a, b in zip(tokens, starts, ends, strict=True):
+        assert 0 <= a < b <= len(text) and gram_value(token) in "".join(NORM.token_values(text[a:b]))

@@ -9,7 +9,11 @@ The rule: every `ngram_size`-gram (10) of every benchmark question and answer go
 and a text holding any of them is contaminated. A benchmark text of `min_short_ngrams` (3) to
 ngram_size - 1 grams is matched whole, as an exact token sequence (so on word boundaries). Texts of
 fewer than 3 grams (e.g. the final answer "18") are ignored: they would match almost any text.
-One extension: because a formula is one gram here, a text of 1 or 2 grams that holds at least
+Grams are formula grams (normalize.py): a formula is cut at its relation signs and math
+delimiters, so a 12-word fragment of a LaTeX-heavy MATH solution still holds 10 or more grams,
+while a common formula alone (`$a^2 + b^2 = c^2$`: 5 grams) does not fill a 10-gram
+(`formula_grams=False` treats each formula as one gram, the rule before; bench/bench_decontam.py
+measures both). One extension: because a formula is few grams, a text of 1 or 2 grams that holds at least
 `min_short_chars` (20) characters is matched whole too; without it 119 MATH test questions such as
 "Compute: $1-2+3-4+5-\\dots+99-100$." would not be indexed at all (0 = the plain rule).
 
@@ -26,6 +30,7 @@ offsets, so a verdict's span is exact in the original text.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -86,12 +91,15 @@ class BenchmarkIndex:
         min_short_ngrams: int = 3,
         min_short_chars: int = 20,
         index_final_answers: bool = False,
+        formula_grams: bool = True,
     ):
         if ngram_size < 2:
             raise ValueError(f"ngram_size {ngram_size} must be at least 2")
         if not 1 <= min_short_ngrams <= ngram_size:
             raise ValueError(f"min_short_ngrams {min_short_ngrams} must be in 1..{ngram_size}")
-        self.normalizer = normalizer or TextNormalizer()
+        # Benchmark texts and documents are cut into grams by the same normaliser, formula grams on.
+        self.normalizer = dataclasses.replace(normalizer or TextNormalizer(), formula_grams=formula_grams)
+        self.formula_grams = formula_grams
         self.ngram_size = ngram_size
         self.min_short_ngrams = min_short_ngrams
         self.min_short_chars = min_short_chars
@@ -164,6 +172,7 @@ class BenchmarkIndex:
             min_short_ngrams=self.min_short_ngrams,
             min_short_chars=self.min_short_chars,
             index_final_answers=self.index_final_answers,
+            formula_grams=self.formula_grams,
         )
         other.items = list(self.items)
         other.items_per_benchmark = dict(self.items_per_benchmark)

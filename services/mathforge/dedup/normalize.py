@@ -18,6 +18,26 @@ are words, with mathematics kept intact and counted as words too:
   (so a CMATH 10-gram is 10 characters).
 - A gram's value is its text without the whitespace inside it.
 
+Formula grams (`formula_grams=True`, what decontamination uses for benchmark and document alike):
+a gram that holds mathematics is cut further, so a formula-heavy sentence keeps about as many grams
+as it has words, while a common formula stays a few grams (re-spacing still changes nothing):
+
+    "so $x^2 + 3x = 10$, which gives \\[ (x+5)(x-2) = 0 \\] hence"
+      ->  so | x^2 | + | 3x | = | 10 | which | gives | (x+5)(x-2) | = | 0 | hence
+    "$(x+1)^2 \\geq 0$"                            ->  (x+1)^2 | \\geq | 0
+    "$x = \\frac{-b \\pm \\sqrt{b^2-4ac}}{2a}$"   ->  x | = | \\frac{-b | \\pm | \\sqrt{b^2-4ac}}{2a}
+
+- Relation signs (`=`, `<`, `>`, `<=`, `>=`, `!=`, `≤ ≥ ≠ ≈ ≡`, `\\le`, `\\geq`, `\\neq`, `\\approx`,
+  `\\implies`, arrows...) and a binary `+` or `-` outside brackets are grams of their own: they
+  carry the structure of a derivation. A `+` or `-` inside brackets, and `* / ^ _`, keep gluing,
+  so `(x+5)(x-2)` is one gram; a hyphen between two words (`well-known`) is no minus.
+- Math delimiters and layout (`$`, `\\[ \\]`, `\\( \\)`, `&`, `\\\\`, `\\begin{...}`, `\\end{...}`,
+  `\\quad`, `\\left`, `\\right`) only separate, at any depth: whether a solution writes
+  `\\[ ... \\]` or `$$ ... $$` does not change its grams, and a matrix or align layout alone
+  (`\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}`) cannot fill a 10-gram.
+- The measurement behind these choices (recall on planted GSM8K/MATH passages, false positives on
+  novel prose around common formulas) is bench/bench_decontam.py; docs/corpus.md has the numbers.
+
 Normalisation never crosses whitespace, so the normal form of a text is the normal forms of its
 whitespace-separated chunks; that is what lets `tokens_with_offsets` map every gram back to
 character offsets in the ORIGINAL text (needed to report and cut matched spans).
@@ -42,6 +62,26 @@ _GLUE_BEFORE = MATH_OPERATORS + "(\\[{"
 _GLUE_AFTER = MATH_OPERATORS + ")\\]}"
 UNICODE_FORMS = ("NFKC", "NFC", "NFKD", "NFD", "none")
 _PIECE = re.compile(r"\s+|\S+")
+# Formula grams: relation signs (kept as grams) and delimiters/layout (dropped), matched inside a gram.
+_RELATION = (
+    r"<=|>=|!=|==?|<|>|[\u2248\u2260\u2261\u2264\u2265\u2190-\u21ff]"
+    r"|\\(?:le|ge|leq|geq|ne|neq|approx|equiv|sim|simeq|cong|to|implies|iff|"
+    r"rightarrow|leftarrow|leftrightarrow|longrightarrow|mapsto)(?![a-z])"
+)
+_LAYOUT = (
+    r"(?<!\\)\$+|\\[\[\]()]|&|\\\\|\\(?:begin|end)\{[^{}]*\}"
+    r"|\\(?:quad|qquad|left|right|displaystyle)(?![a-z])"
+)
+# A binary + or - (outside brackets, see _binary) separates the terms of a side.
+_TERM = r"[+\-]"
+_NOT_OPERAND_END = set("([{^_+-*/=<>,")
+_NOT_OPERAND_START = set(")]}^_*/=<>,")
+_WORD_END = re.compile(r"(?<![^\W\d_])[^\W\d_]{2,}$")
+_WORD_START = re.compile(r"[^\W\d_]{2,}(?![^\W\d_])")
+_FORMULA_CUT = re.compile(rf"\s*(?:(?P<relation>{_RELATION})|(?P<layout>{_LAYOUT})|(?P<term>{_TERM}))\s*")
+# Brackets that nest (escaped ones, like the set braces \{ \}, are text).
+_OPENING = re.compile(r"(?<!\\)[(\[{]")
+_CLOSING = re.compile(r"(?<!\\)[)\]}]")
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -53,6 +93,7 @@ class TextNormalizer:
     lowercase: bool = True
     drop_chars: str = DEFAULT_DROP_CHARS
     glue_operators: bool = True
+    formula_grams: bool = False
     _token_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,7 +120,10 @@ class TextNormalizer:
 
     def tokens(self, text: str) -> list[str]:
         """The grams of `text`, normalised (a gram may hold whitespace; its value is without it)."""
-        return self._token_re.findall(self.normalize(text))
+        found = self._token_re.findall(self.normalize(text))
+        if not self.formula_grams:
+            return found
+        return [token[a:b] for token in found for a, b in formula_pieces(token)]
 
     def token_values(self, text: str) -> list[str]:
         """The grams of `text` as compared: normalised, whitespace inside a gram removed."""
@@ -116,9 +160,11 @@ class TextNormalizer:
         starts: list[int] = []
         ends: list[int] = []
         for m in self._token_re.finditer(normal):
-            tokens.append(m.group())
-            starts.append(first[m.start()])
-            ends.append(last[m.end() - 1])
+            token, base = m.group(), m.start()
+            for a, b in formula_pieces(token) if self.formula_grams else [(0, len(token))]:
+                tokens.append(token[a:b])
+                starts.append(first[base + a])
+                ends.append(last[base + b - 1])
         return tokens, starts, ends
 
     def _maps_one_to_one(self, piece: str) -> bool:
@@ -143,6 +189,48 @@ class TextNormalizer:
             spans.extend([(i, j)] * len(piece))
             i = j
         return spans if "".join(pieces) == norm else None
+
+
+def formula_pieces(token: str, term_grams: bool = True) -> list[tuple[int, int]]:
+    """[start, end) of each formula gram of one gram: cut at relation signs and binary + or - outside
+    brackets (kept, as grams of their own) and at math delimiters (dropped, at any depth); a gram
+    without any comes back whole."""
+    if token.isalnum():
+        return [(0, len(token))]
+    pieces: list[tuple[int, int]] = []
+    position = scanned = depth = 0
+    for cut in _FORMULA_CUT.finditer(token):
+        between = token[scanned : cut.start()]
+        depth = max(0, depth + len(_OPENING.findall(between)) - len(_CLOSING.findall(between)))
+        scanned = cut.start()
+        if cut.group("layout"):
+            kept = ""
+        elif depth:
+            continue  # a relation or term inside brackets stays in its gram
+        elif cut.group("relation"):
+            kept = "relation"
+        elif term_grams and _binary(token, position, cut.start("term"), cut.end("term")):
+            kept = "term"
+        else:
+            continue
+        if cut.start() > position:
+            pieces.append((position, cut.start()))
+        if kept:
+            pieces.append(cut.span(kept))
+        position = cut.end()
+    if position < len(token):
+        pieces.append((position, len(token)))
+    return pieces
+
+
+def _binary(token: str, since: int, start: int, end: int) -> bool:
+    """Whether the + or - at token[start:end] joins two terms: an operand before it (since the last
+    cut) and after it, and not a hyphen between two words ("well-known")."""
+    before = token[since:start].rstrip()
+    after = token[end:].lstrip()
+    if not before or not after or before[-1] in _NOT_OPERAND_END or after[0] in _NOT_OPERAND_START:
+        return False
+    return not (token[start] == "-" and _WORD_END.search(before) and _WORD_START.match(after))
 
 
 def gram_value(token: str) -> str:
