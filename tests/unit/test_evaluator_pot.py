@@ -36,5 +36,5 @@ def test_wrong_output_and_failing_programs_are_not_equivalent() -> None:
     assert not grade_program_output("```python\nprint(41)\n```", "42", LIMITS)[0].equivalent
     verdict, run = grade_program_output("```python\nimport os\nos.system('ls')\n```", "42", LIMITS)
     assert (verdict.equivalent, verdict.reason) == (False, "program_forbidden")
-    assert run is not None and "os.system" in run.detail
+    assert run is not None and run.verdict == "forbidden"
     assert grade_program_output("no code here", "42", LIMITS)[0].reason == "no_program"

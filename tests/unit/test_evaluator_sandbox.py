@@ -1,13 +1,16 @@
-"""Each sandbox escape gets a clear verdict and leaves the caller unharmed."""
+"""The sandbox runs ordinary programs, gives each way out a clear verdict decided by the parent,
+and leaves the caller unharmed. The escape classes themselves: test_sandbox_escapes.py."""
 
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mathforge.evaluator.sandbox import SandboxLimits, run_program
+from mathforge.evaluator.confine import LAYERS
+from mathforge.evaluator.sandbox import SandboxLimits, SandboxSettings, missing_layers, run_program
 
 LIMITS = SandboxLimits(wall_time_s=5, cpu_time_s=2, memory_bytes=512 << 20, output_bytes=16 * 1024)
 
@@ -33,9 +36,14 @@ def test_sleeping_program_hits_the_wall_time_limit() -> None:
     assert result.wall_seconds < 4
 
 
-def test_fork_bomb_is_forbidden() -> None:
-    result = run_program("import os\nwhile True:\n    os.fork()", LIMITS)
-    assert result.verdict == "forbidden" and "os.fork" in result.detail
+def test_fork_bomb_is_forbidden_and_starts_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "forked"
+    result = run_program(
+        f"import os\nwhile True:\n    if os.fork() == 0:\n        open({str(marker)!r}, 'w')", LIMITS
+    )
+    assert result.verdict == "forbidden" and "forbidden system call" in result.detail
+    assert "os.fork is forbidden" in result.stderr  # the audit hook's message for people
+    assert not marker.exists()
 
 
 def test_memory_bomb_hits_the_memory_limit() -> None:
@@ -48,13 +56,13 @@ def test_memory_bomb_hits_the_memory_limit() -> None:
 
 def test_os_system_is_forbidden() -> None:
     result = run_program("import os\nos.system('touch /tmp/pwned-by-sandbox')", LIMITS)
-    assert result.verdict == "forbidden" and "os.system" in result.detail
-    assert not Path("/tmp/pwned-by-sandbox").exists()
+    assert result.verdict == "forbidden" and not Path("/tmp/pwned-by-sandbox").exists()
 
 
-def test_subprocess_is_forbidden() -> None:
-    result = run_program("import subprocess\nsubprocess.run(['true'])", LIMITS)
-    assert result.verdict == "forbidden" and "subprocess.Popen" in result.detail
+def test_subprocess_is_forbidden(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    result = run_program(f"import subprocess\nsubprocess.run(['touch', {str(marker)!r}])", LIMITS)
+    assert result.verdict == "forbidden" and not marker.exists()
 
 
 def test_socket_connect_is_forbidden() -> None:
@@ -64,19 +72,24 @@ def test_socket_connect_is_forbidden() -> None:
         port = server.getsockname()[1]
         code = f"import socket\ns = socket.socket()\ns.connect(('127.0.0.1', {port}))\nprint('connected')"
         result = run_program(code, LIMITS)
-    assert result.verdict == "forbidden" and "socket" in result.detail
-    assert "connected" not in result.stdout
+        server.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            server.accept()
+    assert result.verdict == "forbidden" and "connected" not in result.stdout
 
 
-def test_native_code_is_forbidden() -> None:
-    result = run_program("import ctypes\nctypes.CDLL(None).getpid()", LIMITS)
-    assert result.verdict == "forbidden" and "ctypes" in result.detail
+def test_native_code_runs_under_the_same_kernel_rules(tmp_path: Path) -> None:
+    assert run_program("import ctypes\nprint(ctypes.CDLL(None).getpid() > 0)", LIMITS).stdout == "True\n"
+    marker = tmp_path / "forked"
+    code = f"import ctypes\nif ctypes.CDLL(None).fork() == 0:\n    open({str(marker)!r}, 'w')\nprint('after')"
+    result = run_program(code, LIMITS)
+    assert result.verdict == "forbidden" and "after" not in result.stdout and not marker.exists()
 
 
 def test_write_outside_the_working_directory_is_forbidden(tmp_path: Path) -> None:
     target = tmp_path / "escaped.txt"
     result = run_program(f"open({str(target)!r}, 'w').write('x')", LIMITS)
-    assert result.verdict == "forbidden" and "outside the working directory" in result.detail
+    assert result.verdict == "forbidden" and "outside the working directory" in result.stderr
     assert not target.exists()
 
 
@@ -99,9 +112,43 @@ def test_big_file_hits_the_file_size_limit() -> None:
     assert result.verdict == "output_limit" and "file" in result.detail
 
 
-def test_caught_violation_is_still_reported() -> None:
-    result = run_program("import os\ntry:\n    os.fork()\nexcept OSError:\n    pass\nprint('done')", LIMITS)
-    assert result.verdict == "forbidden" and result.stdout == "done\n"
+def test_a_violation_cannot_be_caught() -> None:
+    result = run_program(
+        "import os\ntry:\n    os.fork()\nexcept BaseException:\n    pass\nprint('done')", LIMITS
+    )
+    assert result.verdict == "forbidden" and result.stdout == ""
+
+
+def test_the_program_cannot_forge_its_verdict() -> None:
+    code = (
+        "import os, sys\n"
+        "for fd in range(3, 64):\n"
+        "    try:\n"
+        "        os.write(fd, b'layers\\t\\nforbidden\\tos.fork\\tx\\nmemory\\tMemoryError\\t\\n')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "sys.stderr.write('MemoryError\\n[Errno 27] File too large\\n')\n"
+        "print('fine')"
+    )
+    result = run_program(code, LIMITS)
+    assert (result.verdict, result.stdout) == ("ok", "fine\n")
+    assert {"landlock", "seccomp"} <= set(result.layer_names)
+
+
+def test_layers_are_reported_and_a_missing_required_layer_refuses_to_run(tmp_path: Path) -> None:
+    held = run_program("print(1)", LIMITS).layer_names
+    assert [name for name in LAYERS if name in held] == list(held)  # in the launcher's order
+    assert {"rlimits", "capabilities", "no_new_privs", "landlock", "seccomp", "audit_hook"} <= set(held)
+    marker = tmp_path / "ran"
+    settings = SandboxSettings(required_layers=("netns", "landlock"))
+    result = run_program(
+        f"open({str(marker)!r}, 'w')", replace(LIMITS, isolate_network=False), settings=settings
+    )
+    assert result.verdict == "error" and "refused" in result.detail and "netns" in result.detail
+    assert not marker.exists()
+    assert missing_layers(SandboxSettings()) == {}
+    with pytest.raises(ValueError, match="unknown sandbox layers"):
+        SandboxSettings(required_layers=("landlok",))
 
 
 def test_environment_is_empty_but_for_thread_counts() -> None:
@@ -121,4 +168,4 @@ def test_error_exit_is_reported_with_its_traceback() -> None:
 
 @pytest.mark.skipif(os.getuid() != 0, reason="network namespaces need root")
 def test_root_runs_get_their_own_network_namespace() -> None:
-    assert run_program("print(1)", LIMITS).network == "namespace"
+    assert "netns" in run_program("print(1)", LIMITS).layer_names

@@ -1,15 +1,14 @@
-"""Runs untrusted Python (program-of-thought answers, tool calls) in a separate process with CPU
-time, wall time, memory, process-count, file-size and open-file limits, no network, a throwaway
-working directory, an empty environment and an output cap. Every run ends in a clear verdict; the
-caller's process is never at risk.
+"""Runs untrusted Python (program-of-thought answers, tool calls) in a fresh process the kernel
+confines before the program's first byte runs: Landlock (read only the interpreter and the
+libraries it may import, write only its own directory), a seccomp filter (no new processes,
+execs, sockets, ptrace, signals to others, namespaces, devices...), no capabilities, NO_NEW_PRIVS,
+an empty environment, caps on CPU, memory, wall time, files and output. Every run ends in a verdict
+the parent decides from what it measured itself; the caller's process is never at risk.
 
     result = run_program("print(2 + 2)", SandboxLimits(wall_time_s=5))
-    result.verdict, result.stdout        # "ok", "4\\n"
+    result.verdict, result.stdout, result.layers   # "ok", "4\\n", ("rlimits", ..., "seccomp=...")
 
-Isolation (see docs/evaluator.md): as root, the child enters a new network namespace with no
-interfaces and drops to uid `nobody`; always, a Python audit hook forbids process creation,
-sockets, ctypes and writes outside the working directory, and the whole process group is killed
-at the wall-time limit or the output cap.
+The steps are listed, in order, in sandbox_launcher.py; docs/security.md says what each stops.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import selectors
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -28,11 +27,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mathforge
+from mathforge.evaluator.confine import EXIT_MEMORY, LAYERS, REQUIRED_LAYERS, process
+from mathforge.evaluator.sandbox_watch import Watch, collect
+
 LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
+SERVICES_ROOT = str(Path(mathforge.__file__).resolve().parent.parent)
 NOBODY_UID = 65534
 VERDICTS = ("ok", "error", "timeout", "memory", "output_limit", "forbidden")
-# Thread-count variables keep numeric libraries from starting thread pools the NPROC limit forbids.
+# Thread-count variables keep numeric libraries from starting thread pools; nothing else is passed.
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LANG": "C.UTF-8"}
+# Shared libraries C extensions load (libffi, libcrypto, libgmp...) and the loader's cache.
+SYSTEM_READ_ROOTS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache",
+                     "/dev/urandom")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,15 +51,35 @@ class SandboxLimits:
     memory_bytes: int = 1 << 30
     output_bytes: int = 64 * 1024
     file_bytes: int = 1 << 20
+    disk_bytes: int = 16 << 20
+    files: int = 256
     open_files: int = 64
     processes: int = 16
     stdin_bytes: int = 1 << 20
     isolate_network: bool = True
 
 
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Where programs run and what they may import; which layers must hold or no program runs."""
+
+    required_layers: tuple[str, ...] = REQUIRED_LAYERS
+    library_paths: tuple[str, ...] = ()
+    work_root: str = ""
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.required_layers) - set(LAYERS))
+        if unknown:
+            raise ValueError(f"unknown sandbox layers {unknown}; known: {', '.join(LAYERS)}")
+        for path in self.library_paths:
+            if not os.path.isabs(path):
+                raise ValueError(f"sandbox library path {path!r} must be absolute")
+
+
 @dataclass
 class ProgramResult:
-    """verdict: one of VERDICTS; detail names the limit or the forbidden action for non-ok runs."""
+    """verdict: one of VERDICTS; detail names the limit or the cause for non-ok runs (written by the
+    parent, never taken from the program's output). layers: the isolation that held, in order."""
 
     verdict: str
     exit_code: int
@@ -60,9 +87,15 @@ class ProgramResult:
     stderr: str
     wall_seconds: float
     detail: str = ""
-    network: str = ""
-    uid: int = -1
-    violations: list[str] = field(default_factory=list)
+    layers: tuple[str, ...] = ()
+    unavailable: dict[str, str] = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    workdir: str = ""
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(layer.split("=", 1)[0] for layer in self.layers)
 
 
 def _world_readable(path: Path) -> bool:
@@ -78,61 +111,90 @@ def _world_readable(path: Path) -> bool:
 
 
 @functools.cache
-def sandbox_uid() -> int:
-    """The uid the child drops to: `nobody` when we are root and the interpreter is readable by it
-    (a Python under /root is not), else -1 (keep ours; the audit hook and rlimits still apply)."""
+def import_paths(library_paths: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The directories a program may import from: this interpreter's standard library and
+    site-packages, and the configured extras; never the project's sources or the working tree."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    candidates = [*sys.path, *site.getsitepackages()]
+    found = [
+        os.path.realpath(p)
+        for p in candidates
+        if p and os.path.isdir(p) and any(os.path.realpath(p).startswith(pre + os.sep) for pre in prefixes)
+    ]
+    found += [os.path.realpath(p) for p in library_paths if os.path.isdir(p)]
+    return tuple(dict.fromkeys(found))
+
+
+@functools.cache
+def sandbox_uid(library_paths: tuple[str, ...] = ()) -> int:
+    """The uid the child drops to: `nobody` when we are root and the interpreter and libraries are
+    readable by it (a Python under /root is not), else -1 (keep ours, without capabilities)."""
     if os.getuid() != 0:
         return -1
-    roots = {Path(sys.base_prefix), Path(sys.prefix), Path(os.__file__).parent, Path(json.__file__).parent}
+    roots = [Path(sys.executable).resolve(), *map(Path, import_paths(library_paths))]
     return NOBODY_UID if all(_world_readable(root) for root in roots) else -1
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+@functools.cache
+def _undumpable() -> None:
+    """Once per process: what the evaluator holds (tokens in its environment, gold answers in its
+    memory) stays unreadable through /proc even to a process of its own uid."""
+    process.set_undumpable()
 
 
-def _prepare_workdir(code: str) -> Path:
-    workdir = Path(tempfile.mkdtemp(prefix="mathforge-sandbox-"))
+def _prepare_workdir(code: str, settings: SandboxSettings, uid: int) -> Path:
+    workdir = Path(tempfile.mkdtemp(prefix="mathforge-sandbox-", dir=settings.work_root or None)).resolve()
     (workdir / "main.py").write_text(code, encoding="utf-8")
-    if sandbox_uid() > 0:
-        os.chown(workdir, NOBODY_UID, NOBODY_UID)
-        os.chown(workdir / "main.py", NOBODY_UID, NOBODY_UID)
-    workdir.chmod(0o700)
+    if uid > 0:
+        os.chown(workdir, uid, uid)
+        os.chown(workdir / "main.py", uid, uid)
     return workdir
 
 
-def _feed_stdin(process: subprocess.Popen[bytes], data: bytes) -> None:
+def _feed_stdin(process_: subprocess.Popen[bytes], data: bytes) -> None:
     try:
-        assert process.stdin is not None
+        assert process_.stdin is not None
         if data:
-            process.stdin.write(data)
-        process.stdin.close()
+            process_.stdin.write(data)
+        process_.stdin.close()
     except (BrokenPipeError, OSError):
         pass
 
 
-def run_program(code: str, limits: SandboxLimits | None = None, stdin: str = "") -> ProgramResult:
-    """Runs `code` as a Python program in the sandbox and returns its verdict and output."""
-    limits = limits or SandboxLimits()
-    started = time.monotonic()
-    workdir = _prepare_workdir(code)
-    report_read, report_write = os.pipe()
-    config = {
+def _launch_config(workdir: Path, limits: SandboxLimits, settings: SandboxSettings, report_fd: int, uid: int):  # type: ignore[no-untyped-def]
+    paths = import_paths(settings.library_paths)
+    return {
+        "services_root": SERVICES_ROOT,
+        "workdir": str(workdir),
+        "import_paths": list(paths),
+        "read_roots": [*paths, *SYSTEM_READ_ROOTS],
+        "required_layers": list(settings.required_layers),
+        "report_fd": report_fd,
+        "uid": uid,
+        "isolate_network": limits.isolate_network,
         "cpu_s": max(1, int(limits.cpu_time_s + 0.999)),
         "memory_bytes": limits.memory_bytes,
         "file_bytes": limits.file_bytes,
         "open_files": limits.open_files,
         "processes": limits.processes,
-        "isolate_network": limits.isolate_network,
-        "uid": sandbox_uid(),
-        "report_fd": report_write,
     }
+
+
+def run_program(
+    code: str, limits: SandboxLimits | None = None, stdin: str = "", settings: SandboxSettings | None = None
+) -> ProgramResult:
+    """Runs `code` as a Python program in the sandbox and returns its verdict and output."""
+    limits = limits or SandboxLimits()
+    settings = settings or SandboxSettings()
+    _undumpable()
+    started = time.monotonic()
+    uid = sandbox_uid(settings.library_paths)
+    workdir = _prepare_workdir(code, settings, uid)
+    report_read, report_write = os.pipe()
+    config = _launch_config(workdir, limits, settings, report_write, uid)
     try:
-        process = subprocess.Popen(
-            [sys.executable, "-I", str(LAUNCHER), json.dumps(config)],
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
             cwd=workdir,
             env=dict(CHILD_ENV),
             stdin=subprocess.PIPE,
@@ -145,100 +207,103 @@ def run_program(code: str, limits: SandboxLimits | None = None, stdin: str = "")
     except OSError as exc:
         os.close(report_read)
         os.close(report_write)
-        shutil.rmtree(workdir, ignore_errors=True)
+        _remove(workdir)
         return ProgramResult("error", -1, "", "", 0.0, detail=f"could not start the sandbox: {exc}")
     os.close(report_write)
     feeder = threading.Thread(
-        target=_feed_stdin, args=(process, stdin.encode()[: limits.stdin_bytes]), daemon=True
+        target=_feed_stdin, args=(child, stdin.encode()[: limits.stdin_bytes]), daemon=True
     )
     feeder.start()
     try:
-        outcome = _collect(process, report_read, limits, started)
+        watch = collect(child, report_read, workdir, limits, started)
     finally:
-        _kill_group(process)
-        process.wait()
         os.close(report_read)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return outcome
+        _remove(workdir)
+    return decide(watch, limits, workdir)
 
 
-def _collect(
-    process: subprocess.Popen[bytes], report_fd: int, limits: SandboxLimits, started: float
-) -> ProgramResult:
-    """Reads output under the cap until exit or the wall-time limit, then decides the verdict."""
-    assert process.stdout is not None and process.stderr is not None
-    buffers: dict[int, bytearray] = {
-        process.stdout.fileno(): bytearray(),
-        process.stderr.fileno(): bytearray(),
-        report_fd: bytearray(),
-    }
-    selector = selectors.DefaultSelector()
-    for fd in buffers:
-        selector.register(fd, selectors.EVENT_READ)
-    deadline = started + limits.wall_time_s
-    killed_for = ""
-    open_fds = set(buffers)
-    while open_fds:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            killed_for = "wall"
-            break
-        for key, _ in selector.select(timeout=min(remaining, 0.5)):
-            chunk = os.read(key.fd, 65536)
-            if not chunk:
-                selector.unregister(key.fd)
-                open_fds.discard(key.fd)
-                continue
-            buffers[key.fd] += chunk
-        output = len(buffers[process.stdout.fileno()]) + len(buffers[process.stderr.fileno()])
-        if output > limits.output_bytes:
-            killed_for = "output"
-            break
-    selector.close()
-    if killed_for:
-        _kill_group(process)
-    try:
-        exit_code = process.wait(timeout=max(0.1, deadline - time.monotonic()) if not killed_for else 5)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        exit_code = process.wait()
-        killed_for = killed_for or "wall"
-    elapsed = time.monotonic() - started
-    cap = limits.output_bytes
-    stdout = bytes(buffers[process.stdout.fileno()][:cap]).decode("utf-8", "replace")
-    stderr = bytes(buffers[process.stderr.fileno()][:cap]).decode("utf-8", "replace")
-    report = bytes(buffers[report_fd]).decode("utf-8", "replace").splitlines()
-    return _verdict(exit_code, stdout, stderr, elapsed, report, killed_for, limits)
+def _remove(workdir: Path) -> None:
+    """Deletes the run's tree, opening up directories the program made unreadable."""
+
+    def open_up(_function: object, path: str, _error: object) -> None:
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+        except OSError:
+            pass
+
+    shutil.rmtree(workdir, onerror=open_up)
 
 
-def _verdict(
-    exit_code: int,
-    stdout: str,
-    stderr: str,
-    elapsed: float,
-    report: list[str],
-    killed_for: str,
-    limits: SandboxLimits,
-) -> ProgramResult:
-    fields = [line.split("\t") for line in report]
-    network = next((f[1] for f in fields if f[0] == "network" and len(f) > 1), "")
-    violations = [f"{f[1]}: {f[2]}" for f in fields if f[0] == "forbidden" and len(f) > 2]
+def decide(watch: Watch, limits: SandboxLimits, workdir: Path) -> ProgramResult:
+    """The verdict, from the exit status, the resources the parent measured and why it stopped the
+    run; the program's own output only travels back as stdout and stderr."""
+    status, cap = watch.status, limits.output_bytes
+    exit_code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     result = ProgramResult(
-        "ok", exit_code, stdout, stderr, elapsed, network=network, uid=sandbox_uid(), violations=violations
+        "ok",
+        exit_code,
+        bytes(watch.stdout[:cap]).decode("utf-8", "replace"),
+        bytes(watch.stderr[:cap]).decode("utf-8", "replace"),
+        watch.elapsed,
+        layers=watch.layers,
+        unavailable=watch.unavailable,
+        cpu_seconds=watch.cpu_seconds,
+        peak_memory_bytes=watch.peak_memory_bytes,
+        workdir=str(workdir),
     )
-    if killed_for == "output":
-        result.verdict, result.detail = "output_limit", f"output over the {limits.output_bytes}-byte cap"
-    elif killed_for == "wall":
+    signalled = -exit_code if exit_code < 0 else 0
+    near_memory_limit = watch.peak_memory_bytes >= 0.9 * limits.memory_bytes
+    if watch.refused is not None:
+        result.verdict, result.detail = "error", f"the sandbox refused to run the program: {watch.refused}"
+    elif watch.killed_for == "output":
+        result.verdict, result.detail = "output_limit", f"output over the {cap}-byte cap"
+    elif watch.killed_for == "disk":
+        result.verdict = "output_limit"
+        result.detail = (
+            f"files over the {limits.disk_bytes}-byte / {limits.files}-file cap of the working directory"
+        )
+    elif watch.killed_for == "wall":
         result.verdict, result.detail = "timeout", f"over the {limits.wall_time_s:g} s wall-time limit"
-    elif violations:
-        result.verdict, result.detail = "forbidden", violations[0]
-    elif any(f[0] == "memory" for f in fields) or "MemoryError" in stderr[-2000:]:
-        result.verdict, result.detail = "memory", f"over the {limits.memory_bytes}-byte memory limit"
-    elif exit_code in (-signal.SIGXCPU, -signal.SIGKILL):
+    elif not watch.layers:
+        result.verdict = "error"
+        result.detail = f"the sandbox launcher ended before the program started (exit status {exit_code})"
+    elif signalled == signal.SIGSYS:
+        result.verdict = "forbidden"
+        result.detail = "stopped at a forbidden system call (process, exec, socket, signal, namespace...)"
+    elif signalled == signal.SIGXCPU or (
+        signalled == signal.SIGKILL and watch.cpu_seconds >= limits.cpu_time_s
+    ):
         result.verdict, result.detail = "timeout", f"over the {limits.cpu_time_s:g} s CPU-time limit"
-    elif exit_code == -signal.SIGXFSZ or "[Errno 27] File too large" in stderr[-2000:]:
+    elif signalled == signal.SIGXFSZ:
         result.verdict, result.detail = "output_limit", f"a file over the {limits.file_bytes}-byte limit"
+    elif exit_code == EXIT_MEMORY or (exit_code != 0 and near_memory_limit):
+        result.verdict, result.detail = "memory", f"over the {limits.memory_bytes}-byte memory limit"
     elif exit_code != 0:
         result.verdict = "error"
-        result.detail = f"exit status {exit_code}" if exit_code > 0 else f"killed by signal {-exit_code}"
+        result.detail = f"exit status {exit_code}" if exit_code > 0 else f"killed by signal {signalled}"
     return result
+
+
+@functools.cache
+def probe(settings: SandboxSettings = SandboxSettings()) -> ProgramResult:
+    """One trivial run, every layer optional: which layers this machine gives and why the others
+    are missing. The evaluator logs it at start and refuses programs when a required one is absent."""
+    optional = SandboxSettings(
+        required_layers=(), library_paths=settings.library_paths, work_root=settings.work_root
+    )
+    return run_program("pass", SandboxLimits(wall_time_s=30, cpu_time_s=10), settings=optional)
+
+
+def missing_layers(settings: SandboxSettings) -> dict[str, str]:
+    """Required layers this machine does not give, each with the reason (empty: all hold)."""
+    result = probe(settings)
+    if result.verdict != "ok":
+        return {name: f"the probe run failed: {result.detail}" for name in settings.required_layers}
+    held = set(result.layer_names)
+    return {
+        name: result.unavailable.get(name, "not applied")
+        for name in settings.required_layers
+        if name not in held
+    }

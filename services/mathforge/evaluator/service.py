@@ -7,6 +7,7 @@ benchmark run against a sampler, streamed).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from prometheus_client import Counter
 import mathforge
 from mathforge.evaluator import symbolic
 from mathforge.evaluator.benchmarks import load_benchmark, resolve_benchmark
+from mathforge.evaluator.confine import LAYERS, REQUIRED_LAYERS
 from mathforge.evaluator.grading import extract_answer, grade
 from mathforge.evaluator.policy import GradingPolicy
 from mathforge.evaluator.prompts import PROMPT_STYLES
 from mathforge.evaluator.run import RunResult, RunSettings, run_benchmark, sampler_generate
-from mathforge.evaluator.sandbox import SandboxLimits, run_program
+from mathforge.evaluator.sandbox import SandboxLimits, SandboxSettings, missing_layers, probe, run_program
 from mathforge.runtime.client import RetryPolicy
 from mathforge.runtime.config import ConfigError, ServiceConfig, option
 from mathforge.runtime.errors import RequestError, check_bytes, check_count, check_range, require
@@ -30,6 +32,7 @@ from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
 from mathforge.v1 import common_pb2, evaluator_pb2, evaluator_pb2_grpc
 
+log = logging.getLogger(__name__)
 _SPEC = SERVICES["evaluator"]
 _VERDICTS = {
     name: evaluator_pb2.RunProgramResponse.Verdict.Value(name.upper())
@@ -58,6 +61,15 @@ class Config(ServiceConfig):
     program_output_bytes: int = option(64 * 1024, "default output cap of a program")
     max_program_output_bytes: int = option(16 << 20, "largest output cap a request may ask for")
     max_concurrent_programs: int = option(4, "programs running at once; more wait their turn")
+    sandbox_required_layers: list[str] = option(
+        list(REQUIRED_LAYERS),
+        "isolation layers every program needs, else RunProgram refuses (docs/security.md); drop "
+        f"landlock only on kernels without it, e.g. under gVisor (known: {', '.join(LAYERS)})",
+    )
+    sandbox_library_paths: list[str] = option([], "extra read-only directories programs may import from")
+    sandbox_work_root: str = option(
+        "", "directory for the programs' private work directories (empty = temp dir)"
+    )
     max_k: int = option(256, "samples per question an Evaluate request may ask for")
     sampler_retry_budget_s: float = option(60.0, "time to keep retrying an UNAVAILABLE sampler, seconds")
     sampler_timeout_s: float = option(600.0, "deadline of one Generate call to the sampler, seconds")
@@ -65,6 +77,10 @@ class Config(ServiceConfig):
 
     def validate(self) -> None:
         super().validate()
+        try:
+            self.sandbox_settings()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name in (
             "max_items",
             "max_text_bytes",
@@ -88,6 +104,13 @@ class Config(ServiceConfig):
                     f"{default} {getattr(self, default)} must be > 0 and <= {maximum} "
                     f"{getattr(self, maximum)}"
                 )
+
+    def sandbox_settings(self) -> SandboxSettings:
+        return SandboxSettings(
+            required_layers=tuple(self.sandbox_required_layers),
+            library_paths=tuple(self.sandbox_library_paths),
+            work_root=self.sandbox_work_root,
+        )
 
 
 def policy_from_message(message: evaluator_pb2.GradingPolicy) -> GradingPolicy:
@@ -117,6 +140,9 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
         self.config: Config = config
         self._executor = ThreadPoolExecutor(max_workers=config.grade_threads, thread_name_prefix="grade")
         self._programs = asyncio.Semaphore(config.max_concurrent_programs)
+        self._sandbox = config.sandbox_settings()
+        self._sandbox_layers: tuple[str, ...] = ()
+        self._sandbox_refusal = ""
         self.graded = Counter(
             "mathforge_evaluator_graded",
             "Answers graded, by deciding rule",
@@ -142,6 +168,23 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
     async def start(self) -> None:
         os.environ.setdefault("MATHFORGE_SYMBOLIC_WORKERS", str(self.config.symbolic_workers))
         await asyncio.to_thread(symbolic.default_pool().warm)
+        self._sandbox_layers = (await asyncio.to_thread(probe, self._sandbox)).layers
+        missing = await asyncio.to_thread(missing_layers, self._sandbox)
+        if missing:
+            reasons = "; ".join(f"{name}: {why}" for name, why in missing.items())
+            self._sandbox_refusal = (
+                f"the program sandbox lacks required layers ({reasons}); RunProgram is refused "
+                "until they hold or sandbox_required_layers leaves them out (docs/security.md)"
+            )
+        fields = {
+            "layers": ",".join(self._sandbox_layers),
+            "required": ",".join(self._sandbox.required_layers),
+        }
+        log.log(
+            logging.WARNING if missing else logging.INFO,
+            self._sandbox_refusal or "program sandbox ready",
+            extra={"fields": fields},
+        )
 
     async def stop(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -241,8 +284,10 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
         check_bytes(0, len(request.stdin.encode()), self.config.max_text_bytes, "stdin", "max-text-bytes")
         require(bool(request.code.strip()), "code is empty")
         limits = self._limits(request)
+        if self._sandbox_refusal:
+            raise RequestError.precondition(self._sandbox_refusal)
         async with self._programs:
-            result = await asyncio.to_thread(run_program, request.code, limits, request.stdin)
+            result = await asyncio.to_thread(run_program, request.code, limits, request.stdin, self._sandbox)
         self.programs_run.labels(result.verdict).inc()
         return evaluator_pb2.RunProgramResponse(
             verdict=_VERDICTS[result.verdict],
@@ -352,6 +397,9 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
                 "benchmark_dir": c.benchmark_dir,
                 "symbolic_workers": str(pool.size),
                 "symbolic_timeouts": str(pool.timeouts),
+                "sandbox_layers": ",".join(self._sandbox_layers),
+                "sandbox_required_layers": ",".join(self._sandbox.required_layers),
+                "sandbox_refusal": self._sandbox_refusal,
             },
         )
 
