@@ -57,6 +57,14 @@ PRESETS: dict[str, ModelPreset] = {
         intermediate_size=2048,
         max_position_embeddings=4096,
     ),
+    # About 0.48B parameters with the built-in 512-token vocabulary: the GPU check's model.
+    "base-500m": ModelPreset(
+        hidden_size=1280,
+        num_hidden_layers=24,
+        num_attention_heads=20,
+        intermediate_size=3456,
+        max_position_embeddings=4096,
+    ),
     "deepseek-coder-7b": ModelPreset(
         hidden_size=4096,
         num_hidden_layers=30,
