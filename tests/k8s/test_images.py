@@ -21,7 +21,8 @@ DOCKERFILES = {"services": REPO / "images" / "Dockerfile.services", "gpu": REPO 
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined, comments dropped and the
+    build arguments' defaults (`ARG NAME=default`) put in for `${NAME}`, as a plain build sees them."""
     joined, pending = [], ""
     for raw in path.read_text().splitlines():
         line = raw.strip()
@@ -31,14 +32,22 @@ def instructions(path: Path) -> list[tuple[str, str]]:
         if not line.endswith("\\"):
             joined.append(pending)
             pending = ""
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in joined
-    ]
+    pairs, defaults = [], {}
+    for line in joined:
+        op, args = line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else ""
+        if op == "ARG" and "=" in args:
+            name, _, default = args.partition("=")
+            defaults[name] = default
+        args = re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m.group(1), m.group(0)), args)
+        pairs.append((op, args))
+    return pairs
 
 
 def stages(path: Path) -> list[list[tuple[str, str]]]:
     result: list[list[tuple[str, str]]] = []
     for instruction in instructions(path):
+        if instruction[0] == "ARG" and not result:
+            continue  # arguments for the FROM lines, before the first stage
         if instruction[0] == "FROM":
             result.append([])
         result[-1].append(instruction)
