@@ -3,6 +3,7 @@
     mathforge serve classifier --port 50051        # one service in the foreground
     mathforge up                                   # every available service, until Ctrl-C
     mathforge status                               # readiness of each service on its default port
+    mathforge demo [--quick]                       # the recipe in miniature (what `make demo` runs)
     mathforge --version
 
 Subsystems add their own command groups (grade, eval, data, submit, ...) through a `register(sub)`
@@ -23,7 +24,7 @@ from pathlib import Path
 import mathforge
 from mathforge.runtime.logs import configure_logging
 from mathforge.runtime.registry import SERVICES
-from mathforge.runtime.supervisor import ServiceGroup, available_services, probe
+from mathforge.runtime.supervisor import PortInUse, ServiceGroup, available_services, probe
 
 # Modules with a `register(subparsers)` that adds their command groups.
 COMMAND_MODULES: list[str] = [
@@ -37,11 +38,39 @@ COMMAND_MODULES: list[str] = [
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> int:
+    import yaml
+
+    from mathforge.runtime.config import ConfigError
     from mathforge.runtime.server import serve_forever
 
+    if args.service is None:
+        print(SERVE_HELP)
+        return 0 if {"-h", "--help"} & set(rest) else 2
+    prog = f"mathforge serve {args.service}"
     module = SERVICES[args.service].load()
-    config = module.Config.from_args(rest, prog=f"mathforge serve {args.service}")
+    try:
+        config = module.Config.from_args(rest, prog=prog)
+    except (ConfigError, OSError, yaml.YAMLError) as exc:
+        # A bad flag, file or MATHFORGE_* value is the user's to fix: one line, no traceback.
+        detail = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else exc
+        print(f"{prog}: {' '.join(str(detail).split())}", file=sys.stderr)
+        return 2
     return serve_forever(module.create_service(config))
+
+
+SERVE_HELP = (
+    "usage: mathforge serve SERVICE [service flags]\n\n"
+    "Runs one service in the foreground until SIGTERM or Ctrl-C.\n"
+    f"SERVICE is one of: {', '.join(sorted(SERVICES))}.\n"
+    "`mathforge serve SERVICE --help` lists that service's flags, their defaults and the\n"
+    "MATHFORGE_* environment variables that set them."
+)
+
+
+def _demo(args: argparse.Namespace, rest: list[str]) -> int:
+    from mathforge.demo.__main__ import main as demo_main
+
+    return demo_main(rest)
 
 
 def _up(args: argparse.Namespace, rest: list[str]) -> int:
@@ -78,13 +107,17 @@ def _up(args: argparse.Namespace, rest: list[str]) -> int:
                     )
                     stop = True
             time.sleep(0.5)
+    except PortInUse as exc:
+        print(f"mathforge up: {exc}", file=sys.stderr)
+        return 1
     except (RuntimeError, TimeoutError) as exc:
-        print(f"start failed: {exc}", file=sys.stderr)
+        print(f"mathforge up: start failed: {exc}", file=sys.stderr)
         group.stop()
         return 1
+    died = [name for name, child in group.children.items() if child.process.poll() is not None]
     codes = group.stop()
     print("stopped: " + ", ".join(f"{n}={c}" for n, c in codes.items()), flush=True)
-    return 0
+    return 1 if died else 0
 
 
 def _status(args: argparse.Namespace, rest: list[str]) -> int:
@@ -108,8 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="run one service in the foreground (service flags follow)", add_help=False
     )
-    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("service", nargs="?", choices=sorted(SERVICES))
     serve.set_defaults(handler=_serve, passthrough=True)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the recipe in miniature against the five services (`mathforge demo --help`)",
+        add_help=False,
+    )
+    demo.set_defaults(handler=_demo, passthrough=True)
 
     up = sub.add_parser("up", help="start every available service locally, until Ctrl-C")
     up.add_argument("--services", default="", help="comma-separated subset (default: all available)")
@@ -138,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if rest and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command != "serve":
+    if args.command not in ("serve", "demo"):
         configure_logging(args.log_level, "text")
         logging.getLogger("mathforge").setLevel(args.log_level)
     return int(args.handler(args, rest) or 0)

@@ -3,9 +3,11 @@ for readiness, and stopped together (SIGTERM, then SIGKILL after the grace perio
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +52,26 @@ def probe(target: str, service: str, timeout_s: float = 1.0) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
+class PortInUse(RuntimeError):
+    """A port the group would listen on is already taken."""
+
+
+def require_free_ports(ports: Mapping[int, str], host: str = "127.0.0.1") -> None:
+    """Raises PortInUse naming the first port something already listens on. Checked before any child
+    starts, so readiness can never be answered by another process on the same ports."""
+    for port, what in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise PortInUse(
+                    f"port {port} ({what}) is in use (another `mathforge up`? use --port-offset, "
+                    "or `mathforge status` to see what serves there)"
+                ) from None
+
+
 @dataclass
 class ServiceGroup:
     """Starts services as `python -m mathforge serve NAME` children; use as a context manager.
@@ -65,6 +87,12 @@ class ServiceGroup:
     children: dict[str, ChildService] = field(default_factory=dict)
 
     def start(self, ready_timeout_s: float = 180.0) -> None:
+        ports: dict[int, str] = {}
+        for name in self.names:
+            spec = SERVICES[name]
+            ports[spec.port + self.port_offset] = f"{name} gRPC"
+            ports[spec.metrics_port + self.port_offset] = f"{name} metrics"
+        require_free_ports(ports)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in self.names:
             spec = SERVICES[name]

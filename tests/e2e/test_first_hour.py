@@ -1,0 +1,107 @@
+"""What a newcomer meets first: commands that fail say what is wrong in one line and exit non-zero,
+help works everywhere, and nothing the user can read points outside the repository."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mathforge.runtime.registry import SERVICES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _mathforge(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mathforge", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_serve_help_lists_the_services():
+    proc = _mathforge("serve", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in SERVICES:
+        assert name in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--config", "/no/such/config.yaml"], {}, "/no/such/config.yaml: No such file or directory"),
+        ([], {"MATHFORGE_PORT": "fifty"}, "config field 'port': not an integer: 'fifty'"),
+        (["--config", "{bad_yaml}"], {}, "unknown config field 'bogus_key'"),
+    ],
+)
+def test_serve_with_a_bad_config_is_one_line_and_exit_2(tmp_path, args, env, expected):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("port: 5\nbogus_key: 1\n")
+    args = [str(bad) if a == "{bad_yaml}" else a for a in args]
+    proc = _mathforge("serve", "evaluator", *args, env=env)
+    assert proc.returncode == 2
+    line = _one_line_error(proc)
+    assert line.startswith("mathforge serve evaluator: ") and expected in line
+
+
+def test_demo_is_a_command():
+    proc = _mathforge("demo", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--quick" in proc.stdout
+
+
+@pytest.mark.slow
+def test_up_refuses_ports_held_by_another_process(tmp_path):
+    offset = 1900
+    spec = SERVICES["evaluator"]
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", spec.port + offset))
+        holder.listen()
+        proc = _mathforge(
+            "up", "--services", "evaluator", "--port-offset", str(offset), "--log-dir", str(tmp_path)
+        )
+    assert proc.returncode == 1
+    line = _one_line_error(proc)
+    assert f"port {spec.port + offset} (evaluator gRPC) is in use" in line and "--port-offset" in line
+    assert not (tmp_path / "evaluator.log").exists(), "no child may start when a port is taken"
+
+
+def test_nothing_a_user_reads_points_outside_the_repository():
+    """README, docs, the package (code, help, configs) and the chart cite the paper or our own docs,
+    never the developers' notes beside the checkout."""
+    roots = ["README.md", "docs", "services", "configs", "helm", "k8s", "scripts", "Makefile", "images"]
+    pattern = re.compile(r"PAPER\.md|\.\./shared|/work/shared")
+    offenders = []
+    for root in roots:
+        path = REPO / root
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for file in files:
+            if file.suffix in {".pyc", ".bin", ".safetensors"}:
+                continue
+            try:
+                text = file.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue
+            offenders += [
+                f"{file.relative_to(REPO)}:{n}"
+                for n, line in enumerate(text.splitlines(), 1)
+                if pattern.search(line)
+            ]
+    assert not offenders, offenders
