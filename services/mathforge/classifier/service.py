@@ -197,7 +197,10 @@ class ClassifierService(Service, classifier_pb2_grpc.ClassifierServicer):
         self, request: classifier_pb2.ReloadRequest, context: grpc.aio.ServicerContext
     ) -> classifier_pb2.ReloadResponse:
         current, _ = self._current()
-        path = request.model_path or self.config.model_path or current.path
+        if request.model_path:
+            path = str(self.access.require_path("model", request.model_path, "model_path"))
+        else:
+            path = self.config.model_path or current.path
         async with self._reload_lock:
             started = time.perf_counter()
             try:

@@ -226,6 +226,7 @@ def _dedup_shard(
 ) -> dict[str, Any]:
     from mathforge.corpus.shards import iter_records, shard_stem, write_records_atomic
     from mathforge.dedup.decontam import cut_matches
+    from mathforge.dedup.stores import mark_retries
 
     counts = {"read": 0, "kept": 0, "exact": 0, "near": 0, "contaminated": 0}
     documents = _documents(iter_records(shard), args.id_field, args.text_field, shard_stem(shard), True)
@@ -247,10 +248,11 @@ def _dedup_shard(
                     text = cut_matches(text, found)
                     record = {**record, args.text_field: text}
                 survivors.append((doc_id, text, record))
-            verdicts = store.check_and_insert(fingerprinter.fingerprints([(i, t) for i, t, _ in survivors]))
+            prints = fingerprinter.fingerprints([(i, t) for i, t, _ in survivors])
+            # A retried shard finds its own earlier inserts (already_inserted): those are kept.
+            verdicts = mark_retries(prints, store.check_and_insert(prints))
             for (doc_id, _, record), verdict in zip(survivors, verdicts, strict=True):
-                # A retried shard finds its own earlier inserts: those documents are kept.
-                if verdict.exact_duplicate_of and verdict.exact_duplicate_of != doc_id:
+                if verdict.exact_duplicate_of:
                     counts["exact"] += 1
                 elif verdict.near_duplicate_of and verdict.near_duplicate_of != doc_id:
                     counts["near"] += 1

@@ -8,12 +8,13 @@ The MinHash settings are our choice (the paper gives none); docs/dedup.md has th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from mathforge.dedup.decontam import BenchmarkIndex
 from mathforge.dedup.fingerprint import NearDuplicatePolicy
 from mathforge.dedup.minhash import MinHasher
 from mathforge.dedup.normalize import DEFAULT_DROP_CHARS, UNICODE_FORMS, TextNormalizer
-from mathforge.dedup.stores.base import DedupStore, StoreSettings
+from mathforge.dedup.stores.base import DedupStore, StoreError, StoreSettings
 from mathforge.runtime.config import ConfigError, ServiceConfig, option
 from mathforge.runtime.registry import SERVICES
 
@@ -36,6 +37,18 @@ class Config(ServiceConfig):
     )
     redis_url: str = option("redis://127.0.0.1:6379/0", "redis store: server URL")
     redis_prefix: str = option("mathforge:dedup", "redis store: key prefix (one index per prefix)")
+    redis_password_file: str = option("", "redis store: file holding the Redis password (a mounted Secret)")
+    redis_accept_volatile: bool = option(
+        False, "redis store: serve even when Redis runs without append-only persistence (throwaway index)"
+    )
+    redis_new_index: bool = option(
+        False,
+        "redis store: start a new, empty index when Redis holds none, even though redis_index_id "
+        "expects one (after a deliberate wipe)",
+    )
+    redis_index_id: str = option(
+        "", "redis store: the identity the index must have (Info and the start log show it); empty = any"
+    )
     # ---- near duplicates (our choice; see docs/dedup.md for the S-curve)
     num_perm: int = option(128, "MinHash permutations (= bands x rows)")
     bands: int = option(16, "LSH bands")
@@ -71,6 +84,12 @@ class Config(ServiceConfig):
     # ---- limits
     max_items: int = option(1024, "documents per request")
     max_doc_bytes: int = option(1024 * 1024, "bytes per document")
+    max_request_bytes: int = option(
+        16 * 1024 * 1024,
+        "bytes of a whole request, checked before any text is read (fingerprinting takes about "
+        "20x this in memory while the request runs)",
+    )
+    max_message_bytes: int = option(32 * 1024 * 1024, "largest gRPC message accepted or sent, bytes")
 
     def validate(self) -> None:
         super().validate()
@@ -94,8 +113,8 @@ class Config(ServiceConfig):
             raise ConfigError(f"min_short_chars {self.min_short_chars} must be >= 0")
         if self.unicode_form not in UNICODE_FORMS:
             raise ConfigError(f"unicode_form {self.unicode_form!r} is not one of {', '.join(UNICODE_FORMS)}")
-        if self.max_items < 1 or self.max_doc_bytes < 1:
-            raise ConfigError("max_items and max_doc_bytes must be at least 1")
+        if self.max_items < 1 or self.max_doc_bytes < 1 or self.max_request_bytes < 1:
+            raise ConfigError("max_items, max_doc_bytes and max_request_bytes must be at least 1")
         if self.store == "embedded" and not self.store_path:
             raise ConfigError("store_path is empty (the embedded store needs a directory)")
 
@@ -133,7 +152,22 @@ class Config(ServiceConfig):
             from mathforge.dedup.stores.redis_store import RedisStore
 
             settings = StoreSettings(self.num_perm, self.bands, self.rows, self.shingle_size, self.seed)
-            return RedisStore(self.redis_url, self.redis_prefix, settings, self.policy())
+            password = None
+            if self.redis_password_file:
+                try:
+                    password = Path(self.redis_password_file).read_text().strip()
+                except OSError as exc:
+                    raise StoreError(f"cannot read redis_password_file: {exc.strerror}") from None
+            return RedisStore(
+                self.redis_url,
+                self.redis_prefix,
+                settings,
+                self.policy(),
+                password=password,
+                accept_volatile=self.redis_accept_volatile,
+                new_index=self.redis_new_index,
+                index_id=self.redis_index_id,
+            )
         from mathforge.dedup.stores.embedded import EmbeddedStore
 
         return EmbeddedStore(self.store_path, self.minhasher(), self.policy(), fsync=self.fsync)

@@ -3,11 +3,19 @@
     mathforge serve dedup --store embedded --store-path .cache/dedup --benchmarks gsm8k,math \\
         --benchmark-dir tests/fixtures/benchmarks
     mathforge serve dedup --store redis --redis-url redis://redis:6379/0     # replicas share the index
+
+Budgets come before work: a request's size (max_request_bytes) is checked before any text is read,
+each document's (max_doc_bytes) before it is shingled. If the Redis index vanishes (Redis back
+empty, another index, fewer documents than acknowledged), every index call is refused with
+FAILED_PRECONDITION and readiness turns NOT_SERVING, until an operator restores it or restarts the
+service with redis_new_index.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +29,7 @@ from mathforge.dedup.benchmark_sources import expand_sources, load_files
 from mathforge.dedup.config import Config
 from mathforge.dedup.decontam import BenchmarkIndex, ContaminationMatch, cut_matches
 from mathforge.dedup.fingerprint import Fingerprinter
-from mathforge.dedup.stores import DedupStore, StoreError, StoreVerdict
+from mathforge.dedup.stores import DedupStore, IndexLostError, StoreError, StoreVerdict, mark_retries
 from mathforge.evaluator.benchmarks import benchmark_name
 from mathforge.runtime.errors import RequestError, check_bytes, check_count, require
 from mathforge.runtime.registry import SERVICES
@@ -45,6 +53,8 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
         self.store: DedupStore | None = None
         self.benchmarks: BenchmarkIndex = config.benchmark_index()
         self._benchmark_lock = asyncio.Lock()
+        #: Why the index can no longer be trusted; once set, index calls are refused.
+        self.index_lost = ""
         self.checked = Counter(
             "mathforge_dedup_documents", "Documents checked, by RPC", ["method"], registry=self.registry
         )
@@ -78,8 +88,18 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
             await asyncio.to_thread(self.store.close)
 
     # ---- validation -----------------------------------------------------------------------
-    def _validate(self, documents: Sequence[common_pb2.Document]) -> list[tuple[str, str]]:
+    def _validate(
+        self, request: dedup_pb2.DedupRequest | dedup_pb2.DecontaminateRequest
+    ) -> list[tuple[str, str]]:
+        documents: Sequence[common_pb2.Document] = request.documents
         check_count(len(documents), self.settings.max_items, "documents", "max-items")
+        # ByteSize reads the parsed message's sizes without making a Python string of any text.
+        size = request.ByteSize()
+        if size > self.settings.max_request_bytes:
+            raise RequestError.exhausted(
+                f"request is {size} bytes, over the {self.settings.max_request_bytes}-byte limit "
+                "(--max-request-bytes); send fewer or smaller documents per call"
+            )
         seen: set[str] = set()
         for i, doc in enumerate(documents):
             require(bool(doc.id), f"document {i} has an empty id")
@@ -110,22 +130,45 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
     async def CheckAndInsert(self, request: dedup_pb2.DedupRequest, context: Any) -> dedup_pb2.DedupResponse:
         return await self._dedup(request, insert=True)
 
-    async def _dedup(self, request: dedup_pb2.DedupRequest, insert: bool) -> dedup_pb2.DedupResponse:
-        documents = self._validate(request.documents)
-        index = self._require_benchmarks() if request.check_contamination else None
+    def _require_index(self) -> DedupStore:
+        if self.index_lost:
+            raise RequestError.precondition(self.index_lost)
         assert self.store is not None
-        store = self.store
+        return self.store
+
+    async def _index_error(self, exc: StoreError) -> RequestError:
+        """The status for a store failure; a lost index also turns readiness off for good."""
+        if not isinstance(exc, IndexLostError):
+            return RequestError.unavailable(str(exc))
+        if not self.index_lost:
+            self.index_lost = str(exc)
+            log.error("dedup index lost; refusing to serve", extra={"fields": {"error": str(exc)}})
+            await self.set_serving(False)
+        return RequestError.precondition(self.index_lost)
+
+    async def _dedup(self, request: dedup_pb2.DedupRequest, insert: bool) -> dedup_pb2.DedupResponse:
+        documents = self._validate(request)
+        index = self._require_benchmarks() if request.check_contamination else None
+        store = self._require_index()
+        text_bytes = request.ByteSize()
 
         def work() -> tuple[list[StoreVerdict], list[list[ContaminationMatch]]]:
             prints = self.fingerprinter.fingerprints(documents)
-            try:
-                verdicts = store.check_and_insert(prints) if insert else store.check(prints)
-            except StoreError as exc:
-                raise RequestError.unavailable(str(exc)) from None
+            verdicts = mark_retries(prints, store.check_and_insert(prints) if insert else store.check(prints))
             matches = index.find_many([text for _, text in documents]) if index is not None else []
             return verdicts, matches
 
-        verdicts, matches = await asyncio.to_thread(work)
+        def work_then_trim() -> tuple[list[StoreVerdict], list[list[ContaminationMatch]]]:
+            try:
+                return work()
+            finally:  # work's shingles and signatures are freed by now
+                if text_bytes >= TRIM_AFTER_BYTES:
+                    _return_memory()
+
+        try:
+            verdicts, matches = await asyncio.to_thread(work_then_trim)
+        except StoreError as exc:
+            raise await self._index_error(exc) from None
         self.checked.labels("CheckAndInsert" if insert else "Check").inc(len(documents))
         response = dedup_pb2.DedupResponse()
         for i, ((doc_id, _), verdict) in enumerate(zip(documents, verdicts, strict=True)):
@@ -142,6 +185,7 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
                 near_duplicate_of=verdict.near_duplicate_of,
                 jaccard=verdict.jaccard,
                 inserted=verdict.inserted,
+                already_inserted=verdict.already_inserted,
                 contaminated=bool(found),
                 matches=[_match_pb(m) for m in found],
             )
@@ -150,7 +194,7 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
     async def Decontaminate(
         self, request: dedup_pb2.DecontaminateRequest, context: Any
     ) -> dedup_pb2.DecontaminateResponse:
-        documents = self._validate(request.documents)
+        documents = self._validate(request)
         require(
             request.mode
             in (dedup_pb2.DecontaminateRequest.MODE_VERDICT, dedup_pb2.DecontaminateRequest.MODE_CUT),
@@ -178,7 +222,7 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
         files: list[tuple[str, Path]] = []
         for i, spec in enumerate(request.files):
             require(bool(spec.path), f"file {i} has an empty path")
-            path = Path(spec.path)
+            path = self.access.require_path("benchmark", spec.path, f"file {i}")
             require(path.is_file(), f"file {i}: {spec.path} is not a file the server can read")
             require(path.suffix == ".jsonl", f"file {i}: {spec.path} is not a .jsonl file")
             files.append((spec.name or benchmark_name(path), path))
@@ -194,12 +238,11 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
         )
 
     async def Stats(self, request: common_pb2.InfoRequest, context: Any) -> dedup_pb2.DedupStats:
-        assert self.store is not None
-        store = self.store
+        store = self._require_index()
         try:
             documents, size = await asyncio.to_thread(lambda: (store.count(), store.stored_bytes()))
         except StoreError as exc:
-            raise RequestError.unavailable(str(exc)) from None
+            raise await self._index_error(exc) from None
         s = self.settings
         return dedup_pb2.DedupStats(
             documents=documents,
@@ -227,13 +270,34 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
             "benchmarks": ",".join(f"{k}={v}" for k, v in self.benchmarks.items_per_benchmark.items()),
         }
         details["location"] = s.store_path if s.store == "embedded" else s.redis_url
+        store = self.store
+        if store is not None and store.kind == "redis":
+            details["index_id"] = getattr(store, "identity", "")
+            details["persistence"] = getattr(store, "persistence", "")
+        if self.index_lost:
+            details["index_lost"] = self.index_lost
         return common_pb2.ServiceInfo(
             service=self.name,
             software_version=mathforge.__version__,
             backend=s.store,
-            limits={"max_items": s.max_items, "max_doc_bytes": s.max_doc_bytes},
+            limits={
+                "max_items": s.max_items,
+                "max_doc_bytes": s.max_doc_bytes,
+                "max_request_bytes": s.max_request_bytes,
+            },
             details=details,
         )
+
+
+#: After a request this large, freed memory is handed back to the system rather than kept by malloc.
+TRIM_AFTER_BYTES = 1 << 20
+_LIBC = ctypes.util.find_library("c")
+
+
+def _return_memory() -> None:
+    """glibc keeps freed heap pages of a big request; malloc_trim gives them back to the system."""
+    if _LIBC:
+        ctypes.CDLL(_LIBC).malloc_trim(0)
 
 
 def _match_pb(match: ContaminationMatch) -> dedup_pb2.ContaminationMatch:

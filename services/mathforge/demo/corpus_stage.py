@@ -60,7 +60,7 @@ def clean_corpus(
             for doc, verdict in zip(part, verdicts, strict=True):
                 exact += bool(verdict.exact_duplicate_of)
                 near += bool(verdict.near_duplicate_of) and not verdict.exact_duplicate_of
-                if verdict.inserted:
+                if verdict.inserted or verdict.already_inserted:  # already_inserted: a retried batch
                     unique.append(doc)
             bar.update(len(part))
     files = benchmark_files(config.corpus.benchmark_dir)

@@ -18,13 +18,14 @@ from prometheus_client import Counter
 
 import mathforge
 from mathforge.evaluator import symbolic
-from mathforge.evaluator.benchmarks import load_benchmark, resolve_benchmark
+from mathforge.evaluator.benchmarks import KNOWN_BENCHMARKS, load_benchmark, resolve_benchmark
 from mathforge.evaluator.confine import LAYERS, REQUIRED_LAYERS
 from mathforge.evaluator.grading import extract_answer, grade
 from mathforge.evaluator.policy import GradingPolicy
 from mathforge.evaluator.prompts import PROMPT_STYLES
 from mathforge.evaluator.run import RunResult, RunSettings, run_benchmark, sampler_generate
 from mathforge.evaluator.sandbox import SandboxLimits, SandboxSettings, missing_layers, probe, run_program
+from mathforge.runtime.admission import Admission
 from mathforge.runtime.client import RetryPolicy
 from mathforge.runtime.config import ConfigError, ServiceConfig, option
 from mathforge.runtime.errors import RequestError, check_bytes, check_count, check_range, require
@@ -70,6 +71,7 @@ class Config(ServiceConfig):
     sandbox_work_root: str = option(
         "", "directory for the programs' private work directories (empty = temp dir)"
     )
+    max_waiting_programs: int = option(32, "programs waiting their turn; more are RESOURCE_EXHAUSTED")
     max_k: int = option(256, "samples per question an Evaluate request may ask for")
     sampler_retry_budget_s: float = option(60.0, "time to keep retrying an UNAVAILABLE sampler, seconds")
     sampler_timeout_s: float = option(600.0, "deadline of one Generate call to the sampler, seconds")
@@ -88,6 +90,7 @@ class Config(ServiceConfig):
             "symbolic_workers",
             "max_code_bytes",
             "max_concurrent_programs",
+            "max_waiting_programs",
             "max_k",
             "default_max_tokens",
         ):
@@ -139,7 +142,9 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
         super().__init__(config)
         self.config: Config = config
         self._executor = ThreadPoolExecutor(max_workers=config.grade_threads, thread_name_prefix="grade")
-        self._programs = asyncio.Semaphore(config.max_concurrent_programs)
+        self._programs = Admission(
+            config.max_concurrent_programs, config.max_waiting_programs, "programs", "max-waiting-programs"
+        )
         self._sandbox = config.sandbox_settings()
         self._sandbox_layers: tuple[str, ...] = ()
         self._sandbox_refusal = ""
@@ -307,6 +312,7 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
         style = request.prompt_style or "zero_shot"
         require(style in PROMPT_STYLES, f"prompt_style {style!r} is not one of {', '.join(PROMPT_STYLES)}")
         require(bool(request.sampler), "sampler (host:port) is required")
+        self.access.require_target("sampler", request.sampler, "sampler")
         return RunSettings(
             k=k,
             temperature=request.temperature or 0.7,
@@ -319,7 +325,10 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
     async def Evaluate(self, request: evaluator_pb2.EvaluateRequest, context: Any):  # type: ignore[no-untyped-def]
         settings = self._settings(request)
         try:
-            path = resolve_benchmark(request.benchmark, self.config.benchmark_dir)
+            benchmark = request.benchmark
+            if benchmark not in KNOWN_BENCHMARKS:  # a path: it must lie under the benchmark roots
+                benchmark = str(self.access.require_path("benchmark", benchmark, "benchmark"))
+            path = resolve_benchmark(benchmark, self.config.benchmark_dir)
             items = load_benchmark(path, limit=request.limit or None)
         except (ValueError, OSError) as exc:
             raise RequestError.invalid(str(exc)) from None

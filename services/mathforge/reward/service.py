@@ -40,7 +40,7 @@ from mathforge.reward.rule import RuleScore, rule_rewards
 from mathforge.reward.scoring import Limits, Plan, combine, plan_request
 from mathforge.reward.steps import DEFAULT_SEPARATOR
 from mathforge.runtime.config import ConfigError, ServiceConfig, option
-from mathforge.runtime.errors import RequestError, require
+from mathforge.runtime.errors import RequestError, check_version, require
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
 from mathforge.v1 import common_pb2, reward_pb2, reward_pb2_grpc
@@ -333,16 +333,14 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         kind = request.kind
         require(kind in KINDS, f"kind {kind!r} is not one of {', '.join(KINDS)}")
         require(bool(request.path), "path is empty; give the reward model directory to load")
+        path = str(self.access.require_path("model", request.path))
         async with self._load_lock:
             current = self.models.get(kind)
             current_version = current.version if current else 0
-            require(
-                request.version > current_version or (current is None and request.version >= 0),
-                f"version {request.version} is not greater than the serving {kind} version {current_version}",
-            )
+            check_version(request.version, current_version if current else -1, kind)
             started = time.perf_counter()
             try:
-                model = await asyncio.to_thread(self._load, kind, request.path)
+                model = await asyncio.to_thread(self._load, kind, path)
             except (CheckpointError, OSError, ValueError) as exc:
                 self.loads.labels(kind, "failed").inc()
                 still = f"still serving version {current_version}" if current else "no model is serving"

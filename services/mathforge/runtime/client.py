@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mathforge.runtime.auth import client_token, with_token
 from mathforge.runtime.tls import ClientTLS
 from mathforge.v1 import common_pb2
 
@@ -66,6 +67,7 @@ class ServiceClient:
         retry: RetryPolicy | None = None,
         tls: ClientTLS | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
+        token: str | None = None,
     ):
         self.target = target
         self.timeout_s = timeout_s
@@ -77,8 +79,10 @@ class ServiceClient:
             self.channel = grpc.secure_channel(target, tls.credentials(), options=options)
         else:
             self.channel = grpc.insecure_channel(target, options=options)
-        self.stub = self.stub_class(self.channel)
-        self._health = health_pb2_grpc.HealthStub(self.channel)
+        # Every call carries the bearer token (`token`, default MATHFORGE_TOKEN or MATHFORGE_TOKEN_FILE).
+        calls = with_token(self.channel, client_token() if token is None else token)
+        self.stub = self.stub_class(calls)
+        self._health = health_pb2_grpc.HealthStub(calls)
 
     # ---- calls ----------------------------------------------------------------------------
     def call(

@@ -21,6 +21,8 @@ from typing import Any, Self
 
 import yaml
 
+from mathforge.runtime.auth import effective_mode
+
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "MATHFORGE_"
@@ -124,6 +126,33 @@ class ServiceConfig:
     tls_client_ca: str = option(
         "", "PEM CA bundle; when set, clients must present a certificate it signed (mTLS)"
     )
+    auth: str = option(
+        "auto",
+        "who may call: token (bearer tokens required), local (no tokens; loopback host only), off (no "
+        "tokens on any address, knowingly), auto (token when a token file is set, else local)",
+    )
+    caller_token_file: str = option(
+        "", "file holding the callers' bearer token(s), one a line (a mounted Secret)"
+    )
+    admin_token_file: str = option(
+        "", "file holding the administrators' bearer token(s); they may call every method"
+    )
+    admin_methods: list[str] = option(
+        [], "more methods of this service that need the administrator token (e.g. RunProgram)"
+    )
+    reflection: bool = option(True, "serve gRPC reflection (it needs the caller token when auth is on)")
+    path_roots: dict[str, list[str]] = option(
+        {},
+        "directories each kind of file a request names must resolve under, symlinks followed, e.g. "
+        '{"model": ["/checkpoints"], "benchmark": ["/data/benchmarks"]}; a kind with no root '
+        "refuses every path unless auth is local or off",
+    )
+    allowed_targets: dict[str, list[str]] = option(
+        {},
+        "endpoints a request may make the service call, by kind, e.g. "
+        '{"sampler": ["mathforge-sampler:50054"]}; a kind with none refuses every target unless '
+        "auth is local or off",
+    )
     log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = option("auto", "json, text, or auto (json when stderr is not a terminal)")
 
@@ -199,6 +228,10 @@ class ServiceConfig:
             raise ConfigError("tls_cert and tls_key must be set together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
+        try:
+            effective_mode(self.auth, self.host, self.caller_token_file, self.admin_token_file)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("auto", "json", "text"):

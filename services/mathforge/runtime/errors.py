@@ -7,6 +7,8 @@ RESOURCE_EXHAUSTED; malformed input is INVALID_ARGUMENT.
 
 from __future__ import annotations
 
+import math
+
 import grpc
 
 
@@ -58,8 +60,11 @@ def check_bytes(index: int, size: int, limit: int, what: str, flag: str) -> None
 
 
 def check_range(value: float, low: float, high: float, what: str, flag: str | None = None) -> None:
-    """INVALID_ARGUMENT (below low) or RESOURCE_EXHAUSTED (above high) for a numeric request field."""
+    """INVALID_ARGUMENT (below low, NaN or infinite) or RESOURCE_EXHAUSTED (above high) for a
+    numeric request field."""
     hint = f" (--{flag})" if flag else ""
+    if not math.isfinite(value):
+        raise RequestError.invalid(f"{what} is {value}, not a finite number")
     if value < low:
         raise RequestError.invalid(f"{what} is {value}, below the minimum {low}")
     if value > high:
@@ -70,3 +75,23 @@ def require(condition: bool, message: str) -> None:
     """INVALID_ARGUMENT with `message` unless `condition` holds."""
     if not condition:
         raise RequestError.invalid(message)
+
+
+#: How far above the serving version a load may jump. Versions count published policies, so
+#: this leaves any run room while a caller cannot pin a service at 2**63-1 and lock out the trainer.
+MAX_VERSION_STEP = 1 << 20
+
+
+def check_version(version: int, serving: int, component: str = "") -> None:
+    """INVALID_ARGUMENT unless serving < version <= serving + MAX_VERSION_STEP (versions only grow,
+    by bounded steps)."""
+    label = f"{component} " if component else ""
+    if version <= serving:
+        raise RequestError.invalid(
+            f"version {version} is not greater than the serving {label}version {serving}"
+        )
+    if version > serving + MAX_VERSION_STEP:
+        raise RequestError.invalid(
+            f"version {version} is more than {MAX_VERSION_STEP} above the serving {label}version "
+            f"{serving}; versions grow by bounded steps"
+        )

@@ -1,5 +1,6 @@
 """Runs a service: grpc.aio server, health (liveness "" and readiness by service name), reflection,
-Prometheus metrics on their own port, limits and keepalive options, TLS, and a SIGTERM drain.
+Prometheus metrics on their own port, limits and keepalive options, TLS, bearer-token auth, and a
+SIGTERM drain.
 
 A service subclasses `Service`; `serve_forever` runs it in the foreground (what `mathforge serve`
 calls) and `ServerThread` runs it in a background thread (tests, embedding).
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import grpc
@@ -20,9 +22,12 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 import mathforge
+from mathforge.runtime.auth import build_auth_interceptor
 from mathforge.runtime.config import ServiceConfig
+from mathforge.runtime.handlers import ErrorMapping, RequestDecoding
 from mathforge.runtime.logs import configure_logging
 from mathforge.runtime.metrics import MetricsInterceptor, RpcMetrics, serve_metrics
+from mathforge.runtime.paths import AccessRoots
 from mathforge.runtime.tls import server_credentials
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,24 @@ class Service(abc.ABC):
         self.config = config
         #: The service's own counters go in this registry, beside the runtime's RPC metrics.
         self.registry = CollectorRegistry()
+        #: Where requests may point this service (require_path / require_target).
+        self.access = AccessRoots.from_config(config)
+        self._set_ready: Callable[[bool], Awaitable[None]] | None = None
+
+    def interceptors(self, metrics: RpcMetrics) -> list[grpc.aio.ServerInterceptor]:
+        """The server's interceptors, outermost first: metrics (counts every outcome), error
+        mapping, auth, request decoding. A service may add its own or drop one."""
+        chain: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(metrics), ErrorMapping()]
+        auth = build_auth_interceptor(self.config, self.name)
+        if auth is not None:
+            chain.append(auth)
+        chain.append(RequestDecoding())
+        return chain
+
+    async def set_serving(self, serving: bool) -> None:
+        """Sets the readiness key, e.g. NOT_SERVING when the service can no longer answer right."""
+        if self._set_ready is not None:
+            await self._set_ready(serving)
 
     @abc.abstractmethod
     def register(self, server: grpc.aio.Server) -> None:
@@ -78,7 +101,7 @@ class RunningServer:
         self.health = health.aio.HealthServicer()
         self.rpc_metrics = RpcMetrics(service.registry)
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(self.rpc_metrics)],
+            interceptors=service.interceptors(self.rpc_metrics),
             options=_server_options(self.config),
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs or None,
         )
@@ -86,14 +109,16 @@ class RunningServer:
         self.metrics_port = -1
         self._metrics_http: Any = None
         self._stopped = asyncio.Event()
+        service._set_ready = self.set_ready
 
     async def start(self) -> None:
         config, service = self.config, self.service
         service.register(self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (service.name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
+        if config.reflection:
+            reflection.enable_server_reflection(
+                (service.name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+            )
         address = f"{config.host}:{config.port}"
         if config.tls_cert:
             creds = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
@@ -227,7 +252,12 @@ class ServerThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        self.running = RunningServer(self.service)
+        try:
+            self.running = RunningServer(self.service)
+        except BaseException as exc:  # e.g. an unreadable token file
+            self._error = exc
+            self._started.set()
+            return
         try:
             await self.running.start()
         except BaseException as exc:

@@ -14,6 +14,9 @@ from mathforge.sampler.backend import SamplingSettings
 from mathforge.v1 import sampler_pb2
 
 MAX_TEMPERATURE = 2.0
+#: Prompt text bytes allowed per prompt token before tokenizing: far above what any tokenizer
+#: averages (3-5), so a text refused here could never fit max_prompt_tokens.
+PROMPT_BYTES_PER_TOKEN = 32
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,15 @@ def check_request(
             f"request has {count} prompts, over the {limits.max_batch} limit (--max-batch)"
         )
     settings = check_settings(request.params, limits)
+    # Bytes first: tokenizing a text far over the token limit costs seconds and memory for nothing.
+    max_bytes = limits.max_prompt_tokens * PROMPT_BYTES_PER_TOKEN
+    for i, prompt in enumerate(request.prompts):
+        size = len(prompt.text.encode("utf-8"))
+        if size > max_bytes:
+            raise RequestError.exhausted(
+                f"prompt {i} is {size} bytes, over the {max_bytes}-byte limit ({PROMPT_BYTES_PER_TOKEN} bytes "
+                f"for each of the --max-prompt-tokens {limits.max_prompt_tokens} tokens)"
+            )
     prompts = []
     for i, prompt in enumerate(request.prompts):
         ids = prompt_token_ids(prompt, i, tokenizer)

@@ -25,7 +25,7 @@ import grpc
 
 import mathforge
 from mathforge.runtime.config import ConfigError, ServiceConfig, option
-from mathforge.runtime.errors import RequestError, require
+from mathforge.runtime.errors import RequestError, check_version, require
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
 from mathforge.sampler.backend import GenerationJob, Sample, SamplerBackend, WeightsError
@@ -266,19 +266,17 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
     ) -> sampler_pb2.LoadWeightsResponse:
         gate, _ = self._ready()
         require(bool(request.path), "path is empty; send the checkpoint directory to load")
+        path = str(self.access.require_path("model", request.path))
         async with self._load_lock:
             serving = gate.current.version
-            if request.version <= serving:
-                raise RequestError.invalid(
-                    f"version {request.version} is not greater than the serving version {serving}"
-                )
+            check_version(request.version, serving)
             started = time.perf_counter()
             try:
-                staged = await self.backend.stage_weights(request.path)
+                staged = await self.backend.stage_weights(path)
 
                 async def activate() -> ServingWeights:
                     handle = await self.backend.activate(staged)
-                    return ServingWeights(request.version, handle, request.path)
+                    return ServingWeights(request.version, handle, path)
 
                 await gate.swap(activate)
             except WeightsError as exc:

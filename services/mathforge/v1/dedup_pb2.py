@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mathforge.v1 import common_pb2 as mathforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mathforge/v1/dedup.proto\x12\x0cmathforge.v1\x1a\x19mathforge/v1/common.proto\"V\n\x0c\x44\x65\x64upRequest\x12)\n\tdocuments\x18\x01 \x03(\x0b\x32\x16.mathforge.v1.Document\x12\x1b\n\x13\x63heck_contamination\x18\x02 \x01(\x08\"_\n\x12\x43ontaminationMatch\x12\x11\n\tbenchmark\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0c\n\x04span\x18\x05 \x01(\t\"\xc0\x01\n\x0f\x44ocumentVerdict\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x12\x65xact_duplicate_of\x18\x02 \x01(\t\x12\x19\n\x11near_duplicate_of\x18\x03 \x01(\t\x12\x0f\n\x07jaccard\x18\x04 \x01(\x02\x12\x14\n\x0c\x63ontaminated\x18\x05 \x01(\x08\x12\x31\n\x07matches\x18\x06 \x03(\x0b\x32 .mathforge.v1.ContaminationMatch\x12\x10\n\x08inserted\x18\x07 \x01(\x08\"@\n\rDedupResponse\x12/\n\x08verdicts\x18\x01 \x03(\x0b\x32\x1d.mathforge.v1.DocumentVerdict\"\xa0\x01\n\x14\x44\x65\x63ontaminateRequest\x12)\n\tdocuments\x18\x01 \x03(\x0b\x32\x16.mathforge.v1.Document\x12\x35\n\x04mode\x18\x02 \x01(\x0e\x32\'.mathforge.v1.DecontaminateRequest.Mode\"&\n\x04Mode\x12\x10\n\x0cMODE_VERDICT\x10\x00\x12\x0c\n\x08MODE_CUT\x10\x01\"\x82\x01\n\x15\x44\x65\x63ontaminationResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontaminated\x18\x02 \x01(\x08\x12\x31\n\x07matches\x18\x03 \x03(\x0b\x32 .mathforge.v1.ContaminationMatch\x12\x14\n\x0c\x63leaned_text\x18\x04 \x01(\t\"M\n\x15\x44\x65\x63ontaminateResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.mathforge.v1.DecontaminationResult\"+\n\rBenchmarkFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"T\n\x15LoadBenchmarksRequest\x12*\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1b.mathforge.v1.BenchmarkFile\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"\xab\x01\n\x16LoadBenchmarksResponse\x12>\n\x05items\x18\x01 \x03(\x0b\x32/.mathforge.v1.LoadBenchmarksResponse.ItemsEntry\x12\x0e\n\x06ngrams\x18\x02 \x01(\x03\x12\x13\n\x0bshort_texts\x18\x03 \x01(\x03\x1a,\n\nItemsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xce\x01\n\nDedupStats\x12\x11\n\tdocuments\x18\x01 \x01(\x03\x12\r\n\x05store\x18\x02 \x01(\t\x12\x10\n\x08num_perm\x18\x03 \x01(\x05\x12\r\n\x05\x62\x61nds\x18\x04 \x01(\x05\x12\x0c\n\x04rows\x18\x05 \x01(\x05\x12\x11\n\tthreshold\x18\x06 \x01(\x02\x12\x14\n\x0cshingle_size\x18\x07 \x01(\x05\x12\x18\n\x10\x62\x65nchmark_ngrams\x18\x08 \x01(\x03\x12\x17\n\x0f\x62\x65nchmark_items\x18\t \x01(\x03\x12\x13\n\x0bstore_bytes\x18\n \x01(\x03\x32\xc7\x03\n\x05\x44\x65\x64up\x12@\n\x05\x43heck\x12\x1a.mathforge.v1.DedupRequest\x1a\x1b.mathforge.v1.DedupResponse\x12I\n\x0e\x43heckAndInsert\x12\x1a.mathforge.v1.DedupRequest\x1a\x1b.mathforge.v1.DedupResponse\x12X\n\rDecontaminate\x12\".mathforge.v1.DecontaminateRequest\x1a#.mathforge.v1.DecontaminateResponse\x12[\n\x0eLoadBenchmarks\x12#.mathforge.v1.LoadBenchmarksRequest\x1a$.mathforge.v1.LoadBenchmarksResponse\x12<\n\x05Stats\x12\x19.mathforge.v1.InfoRequest\x1a\x18.mathforge.v1.DedupStats\x12<\n\x04Info\x12\x19.mathforge.v1.InfoRequest\x1a\x19.mathforge.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mathforge/v1/dedup.proto\x12\x0cmathforge.v1\x1a\x19mathforge/v1/common.proto\"V\n\x0c\x44\x65\x64upRequest\x12)\n\tdocuments\x18\x01 \x03(\x0b\x32\x16.mathforge.v1.Document\x12\x1b\n\x13\x63heck_contamination\x18\x02 \x01(\x08\"_\n\x12\x43ontaminationMatch\x12\x11\n\tbenchmark\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\x0c\n\x04span\x18\x05 \x01(\t\"\xda\x01\n\x0f\x44ocumentVerdict\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1a\n\x12\x65xact_duplicate_of\x18\x02 \x01(\t\x12\x19\n\x11near_duplicate_of\x18\x03 \x01(\t\x12\x0f\n\x07jaccard\x18\x04 \x01(\x02\x12\x14\n\x0c\x63ontaminated\x18\x05 \x01(\x08\x12\x31\n\x07matches\x18\x06 \x03(\x0b\x32 .mathforge.v1.ContaminationMatch\x12\x10\n\x08inserted\x18\x07 \x01(\x08\x12\x18\n\x10\x61lready_inserted\x18\x08 \x01(\x08\"@\n\rDedupResponse\x12/\n\x08verdicts\x18\x01 \x03(\x0b\x32\x1d.mathforge.v1.DocumentVerdict\"\xa0\x01\n\x14\x44\x65\x63ontaminateRequest\x12)\n\tdocuments\x18\x01 \x03(\x0b\x32\x16.mathforge.v1.Document\x12\x35\n\x04mode\x18\x02 \x01(\x0e\x32\'.mathforge.v1.DecontaminateRequest.Mode\"&\n\x04Mode\x12\x10\n\x0cMODE_VERDICT\x10\x00\x12\x0c\n\x08MODE_CUT\x10\x01\"\x82\x01\n\x15\x44\x65\x63ontaminationResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontaminated\x18\x02 \x01(\x08\x12\x31\n\x07matches\x18\x03 \x03(\x0b\x32 .mathforge.v1.ContaminationMatch\x12\x14\n\x0c\x63leaned_text\x18\x04 \x01(\t\"M\n\x15\x44\x65\x63ontaminateResponse\x12\x34\n\x07results\x18\x01 \x03(\x0b\x32#.mathforge.v1.DecontaminationResult\"+\n\rBenchmarkFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"T\n\x15LoadBenchmarksRequest\x12*\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1b.mathforge.v1.BenchmarkFile\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"\xab\x01\n\x16LoadBenchmarksResponse\x12>\n\x05items\x18\x01 \x03(\x0b\x32/.mathforge.v1.LoadBenchmarksResponse.ItemsEntry\x12\x0e\n\x06ngrams\x18\x02 \x01(\x03\x12\x13\n\x0bshort_texts\x18\x03 \x01(\x03\x1a,\n\nItemsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xce\x01\n\nDedupStats\x12\x11\n\tdocuments\x18\x01 \x01(\x03\x12\r\n\x05store\x18\x02 \x01(\t\x12\x10\n\x08num_perm\x18\x03 \x01(\x05\x12\r\n\x05\x62\x61nds\x18\x04 \x01(\x05\x12\x0c\n\x04rows\x18\x05 \x01(\x05\x12\x11\n\tthreshold\x18\x06 \x01(\x02\x12\x14\n\x0cshingle_size\x18\x07 \x01(\x05\x12\x18\n\x10\x62\x65nchmark_ngrams\x18\x08 \x01(\x03\x12\x17\n\x0f\x62\x65nchmark_items\x18\t \x01(\x03\x12\x13\n\x0bstore_bytes\x18\n \x01(\x03\x32\xc7\x03\n\x05\x44\x65\x64up\x12@\n\x05\x43heck\x12\x1a.mathforge.v1.DedupRequest\x1a\x1b.mathforge.v1.DedupResponse\x12I\n\x0e\x43heckAndInsert\x12\x1a.mathforge.v1.DedupRequest\x1a\x1b.mathforge.v1.DedupResponse\x12X\n\rDecontaminate\x12\".mathforge.v1.DecontaminateRequest\x1a#.mathforge.v1.DecontaminateResponse\x12[\n\x0eLoadBenchmarks\x12#.mathforge.v1.LoadBenchmarksRequest\x1a$.mathforge.v1.LoadBenchmarksResponse\x12<\n\x05Stats\x12\x19.mathforge.v1.InfoRequest\x1a\x18.mathforge.v1.DedupStats\x12<\n\x04Info\x12\x19.mathforge.v1.InfoRequest\x1a\x19.mathforge.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,27 +39,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTAMINATIONMATCH']._serialized_start=157
   _globals['_CONTAMINATIONMATCH']._serialized_end=252
   _globals['_DOCUMENTVERDICT']._serialized_start=255
-  _globals['_DOCUMENTVERDICT']._serialized_end=447
-  _globals['_DEDUPRESPONSE']._serialized_start=449
-  _globals['_DEDUPRESPONSE']._serialized_end=513
-  _globals['_DECONTAMINATEREQUEST']._serialized_start=516
-  _globals['_DECONTAMINATEREQUEST']._serialized_end=676
-  _globals['_DECONTAMINATEREQUEST_MODE']._serialized_start=638
-  _globals['_DECONTAMINATEREQUEST_MODE']._serialized_end=676
-  _globals['_DECONTAMINATIONRESULT']._serialized_start=679
-  _globals['_DECONTAMINATIONRESULT']._serialized_end=809
-  _globals['_DECONTAMINATERESPONSE']._serialized_start=811
-  _globals['_DECONTAMINATERESPONSE']._serialized_end=888
-  _globals['_BENCHMARKFILE']._serialized_start=890
-  _globals['_BENCHMARKFILE']._serialized_end=933
-  _globals['_LOADBENCHMARKSREQUEST']._serialized_start=935
-  _globals['_LOADBENCHMARKSREQUEST']._serialized_end=1019
-  _globals['_LOADBENCHMARKSRESPONSE']._serialized_start=1022
-  _globals['_LOADBENCHMARKSRESPONSE']._serialized_end=1193
-  _globals['_LOADBENCHMARKSRESPONSE_ITEMSENTRY']._serialized_start=1149
-  _globals['_LOADBENCHMARKSRESPONSE_ITEMSENTRY']._serialized_end=1193
-  _globals['_DEDUPSTATS']._serialized_start=1196
-  _globals['_DEDUPSTATS']._serialized_end=1402
-  _globals['_DEDUP']._serialized_start=1405
-  _globals['_DEDUP']._serialized_end=1860
+  _globals['_DOCUMENTVERDICT']._serialized_end=473
+  _globals['_DEDUPRESPONSE']._serialized_start=475
+  _globals['_DEDUPRESPONSE']._serialized_end=539
+  _globals['_DECONTAMINATEREQUEST']._serialized_start=542
+  _globals['_DECONTAMINATEREQUEST']._serialized_end=702
+  _globals['_DECONTAMINATEREQUEST_MODE']._serialized_start=664
+  _globals['_DECONTAMINATEREQUEST_MODE']._serialized_end=702
+  _globals['_DECONTAMINATIONRESULT']._serialized_start=705
+  _globals['_DECONTAMINATIONRESULT']._serialized_end=835
+  _globals['_DECONTAMINATERESPONSE']._serialized_start=837
+  _globals['_DECONTAMINATERESPONSE']._serialized_end=914
+  _globals['_BENCHMARKFILE']._serialized_start=916
+  _globals['_BENCHMARKFILE']._serialized_end=959
+  _globals['_LOADBENCHMARKSREQUEST']._serialized_start=961
+  _globals['_LOADBENCHMARKSREQUEST']._serialized_end=1045
+  _globals['_LOADBENCHMARKSRESPONSE']._serialized_start=1048
+  _globals['_LOADBENCHMARKSRESPONSE']._serialized_end=1219
+  _globals['_LOADBENCHMARKSRESPONSE_ITEMSENTRY']._serialized_start=1175
+  _globals['_LOADBENCHMARKSRESPONSE_ITEMSENTRY']._serialized_end=1219
+  _globals['_DEDUPSTATS']._serialized_start=1222
+  _globals['_DEDUPSTATS']._serialized_end=1428
+  _globals['_DEDUP']._serialized_start=1431
+  _globals['_DEDUP']._serialized_end=1886
 # @@protoc_insertion_point(module_scope)

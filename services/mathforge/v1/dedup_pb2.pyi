@@ -31,7 +31,7 @@ class ContaminationMatch(_message.Message):
     def __init__(self, benchmark: _Optional[str] = ..., item: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., span: _Optional[str] = ...) -> None: ...
 
 class DocumentVerdict(_message.Message):
-    __slots__ = ("id", "exact_duplicate_of", "near_duplicate_of", "jaccard", "contaminated", "matches", "inserted")
+    __slots__ = ("id", "exact_duplicate_of", "near_duplicate_of", "jaccard", "contaminated", "matches", "inserted", "already_inserted")
     ID_FIELD_NUMBER: _ClassVar[int]
     EXACT_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     NEAR_DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class DocumentVerdict(_message.Message):
     CONTAMINATED_FIELD_NUMBER: _ClassVar[int]
     MATCHES_FIELD_NUMBER: _ClassVar[int]
     INSERTED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_INSERTED_FIELD_NUMBER: _ClassVar[int]
     id: str
     exact_duplicate_of: str
     near_duplicate_of: str
@@ -46,7 +47,8 @@ class DocumentVerdict(_message.Message):
     contaminated: bool
     matches: _containers.RepeatedCompositeFieldContainer[ContaminationMatch]
     inserted: bool
-    def __init__(self, id: _Optional[str] = ..., exact_duplicate_of: _Optional[str] = ..., near_duplicate_of: _Optional[str] = ..., jaccard: _Optional[float] = ..., contaminated: _Optional[bool] = ..., matches: _Optional[_Iterable[_Union[ContaminationMatch, _Mapping]]] = ..., inserted: _Optional[bool] = ...) -> None: ...
+    already_inserted: bool
+    def __init__(self, id: _Optional[str] = ..., exact_duplicate_of: _Optional[str] = ..., near_duplicate_of: _Optional[str] = ..., jaccard: _Optional[float] = ..., contaminated: _Optional[bool] = ..., matches: _Optional[_Iterable[_Union[ContaminationMatch, _Mapping]]] = ..., inserted: _Optional[bool] = ..., already_inserted: _Optional[bool] = ...) -> None: ...
 
 class DedupResponse(_message.Message):
     __slots__ = ("verdicts",)

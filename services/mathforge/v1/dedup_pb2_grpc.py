@@ -83,6 +83,15 @@ class DedupServicer:
         replicas sharing a Redis index) exactly one is inserted, the first writer. Documents of one
         request are processed in order, so a later one can be a duplicate of an earlier one.
         Once this call returns, every insert it reports is durable.
+
+        Retries: a document is identified by its id. Sending the same (id, text) again, e.g. retrying
+        a call whose reply was lost after the server applied it, is answered with
+        already_inserted = true (and inserted = false, exact_duplicate_of empty): the document is in
+        the index as itself, so a client keeps it exactly as if `inserted` had come back. Only a
+        document whose text matches one indexed under another id is a duplicate.
+
+        FAILED_PRECONDITION when the index is gone (its store came back empty or as another index);
+        the service is then NOT_SERVING until an operator restores the store or starts a new index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

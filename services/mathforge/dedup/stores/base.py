@@ -17,6 +17,11 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used (corrupt file, settings mismatch, unreachable server)."""
 
 
+class IndexLostError(StoreError):
+    """The store answers, but not with our index: it came back empty, as another index, or with
+    fewer documents than were acknowledged. Serving on would silently accept duplicates."""
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     """The MinHash settings an index was built with; a store refuses to mix different ones."""
@@ -42,6 +47,17 @@ class StoreVerdict:
     near_duplicate_of: str = ""
     jaccard: float = 0.0
     inserted: bool = False
+    #: The index holds this very document (same text under the same id): an earlier, retried
+    #: insert. Not a duplicate; the caller keeps it (dedup.proto, CheckAndInsert).
+    already_inserted: bool = False
+
+
+def mark_retries(prints: Sequence[Fingerprint], verdicts: list[StoreVerdict]) -> list[StoreVerdict]:
+    """The verdicts with "exact duplicate of itself" turned into already_inserted."""
+    return [
+        StoreVerdict(already_inserted=True) if verdict.exact_duplicate_of == fp.id else verdict
+        for fp, verdict in zip(prints, verdicts, strict=True)
+    ]
 
 
 class DedupStore(abc.ABC):

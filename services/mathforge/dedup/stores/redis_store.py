@@ -8,6 +8,13 @@ Keys (all under one hash tag, so a Redis Cluster keeps them in one slot):
     {prefix}:band       hash   band key (8 bytes) -> document numbers (packed uint32)
     {prefix}:sig        hash   document number -> signature (num_perm x uint32)
     {prefix}:id         hash   document number -> document id
+    {prefix}:identity   string a random id of this index, made when the index is created
+
+Every script call first checks the identity and returns the document count: a Redis that came back
+empty (restarted without its data) or holding another index, or whose count fell below one this
+process saw, raises IndexLostError instead of answering against the wrong index. At connect the
+store refuses a Redis without append-only persistence (CONFIG GET appendonly), where a restart
+loses acknowledged inserts, unless told to accept it.
 
 The script looks the document up (exact key, then band candidates ranked by estimated Jaccard) and,
 when asked to insert and nothing matched, inserts it, all in one step on the server: of two replicas
@@ -18,20 +25,30 @@ for "acknowledged means on disk", or everysec to trade up to a second of inserts
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Sequence
 
 import redis
 
 from mathforge.dedup.fingerprint import Fingerprint, NearDuplicatePolicy
-from mathforge.dedup.stores.base import DedupStore, StoreError, StoreSettings, StoreVerdict
+from mathforge.dedup.stores.base import DedupStore, IndexLostError, StoreError, StoreSettings, StoreVerdict
 
-# KEYS: exact, band, sig, id, count.  ARGV: insert (0/1), exact key, signature, band keys
-# (8 bytes each, concatenated), threshold, verify (0/1), document id.
-# Returns {kind, other id, jaccard}: kind 1 = exact duplicate, 2 = near duplicate, 3 = inserted, 0 = new.
+log = logging.getLogger(__name__)
+
+# KEYS: exact, band, sig, id, count, identity.  ARGV: insert (0/1), exact key, signature, band keys
+# (8 bytes each, concatenated), threshold, verify (0/1), document id, index identity.
+# Returns {kind, other id, jaccard, count}: kind 1 = exact duplicate, 2 = near duplicate,
+# 3 = inserted, 0 = new, -1 = the identity is not ours (other id = the identity found, or empty).
 _CHECK_AND_INSERT = """
+local identity = redis.call('GET', KEYS[6])
+local count = tonumber(redis.call('GET', KEYS[5]) or '0')
+if identity ~= ARGV[8] then
+  return {-1, identity or '', '0', count}
+end
 local number = redis.call('HGET', KEYS[1], ARGV[2])
 if number then
-  return {1, redis.call('HGET', KEYS[4], number), '0'}
+  return {1, redis.call('HGET', KEYS[4], number), '0', count}
 end
 local sig = ARGV[3]
 local nperm = #sig / 4
@@ -57,10 +74,10 @@ for b = 0, #bands / 8 - 1 do
   end
 end
 if best and (ARGV[6] == '0' or best_score >= tonumber(ARGV[5])) then
-  return {2, redis.call('HGET', KEYS[4], best), tostring(best_score)}
+  return {2, redis.call('HGET', KEYS[4], best), tostring(best_score), count}
 end
 if ARGV[1] == '0' then
-  return {0, '', '0'}
+  return {0, '', '0', count}
 end
 local new = redis.call('INCR', KEYS[5])
 redis.call('HSET', KEYS[1], ARGV[2], new)
@@ -72,7 +89,7 @@ for b = 0, #bands / 8 - 1 do
   local members = redis.call('HGET', KEYS[2], field)
   redis.call('HSET', KEYS[2], field, (members or '') .. packed)
 end
-return {3, '', '0'}
+return {3, '', '0', new}
 """
 
 
@@ -88,18 +105,54 @@ class RedisStore(DedupStore):
         settings: StoreSettings,
         policy: NearDuplicatePolicy,
         timeout_s: float = 10.0,
+        *,
+        password: str | None = None,
+        accept_volatile: bool = False,
+        new_index: bool = False,
+        index_id: str = "",
     ):
         super().__init__(settings, policy)
         self.url = url
         tag = "{" + prefix + "}"
-        self._keys = [f"{tag}:exact", f"{tag}:band", f"{tag}:sig", f"{tag}:id", f"{tag}:count"]
+        names = ("exact", "band", "sig", "id", "count", "identity")
+        self._keys = [f"{tag}:{name}" for name in names]
         self._settings_key = f"{tag}:settings"
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, password=password
+        )
+        self.identity = ""
+        #: The highest document count this process has seen: a lower one later means lost inserts.
+        self.seen_count = 0
         try:
+            self.persistence = self._check_persistence(accept_volatile)
             self._check_settings()
+            self._open_identity(index_id, new_index)
         except redis.RedisError as exc:
             raise StoreError(f"cannot use Redis at {url}: {exc}") from None
         self._script = self.client.register_script(_CHECK_AND_INSERT)
+
+    def _check_persistence(self, accept_volatile: bool) -> str:
+        """Redis's persistence settings; StoreError when a restart would lose acknowledged inserts."""
+        try:
+            config: dict[str, str] = self.client.config_get("appendonly")  # type: ignore[assignment]
+            config.update(self.client.config_get("appendfsync"))  # type: ignore[arg-type]
+            config.update(self.client.config_get("save"))  # type: ignore[arg-type]
+        except redis.ResponseError as exc:
+            if accept_volatile:
+                return "unknown"
+            raise StoreError(
+                f"cannot read the persistence settings of Redis at {self.url} (CONFIG GET: {exc}); "
+                "allow CONFIG GET, or set redis_accept_volatile if you know it keeps its data"
+            ) from None
+        found = " ".join(f"{k}={v!r}" for k, v in sorted(config.items()))
+        if config.get("appendonly") != "yes" and not accept_volatile:
+            raise StoreError(
+                f"Redis at {self.url} runs without append-only persistence ({found}): a restart loses "
+                "the inserts since its last snapshot, which CheckAndInsert acknowledged as durable. Run "
+                "it with appendonly yes and appendfsync always (the chart does), or set "
+                "redis_accept_volatile for a throwaway index"
+            )
+        return found
 
     def _check_settings(self) -> None:
         wanted = {k: str(v) for k, v in vars(self.settings).items()}
@@ -113,6 +166,57 @@ class RedisStore(DedupStore):
                 f"the Redis index at {self.url} was built with {found}, but the service is "
                 f"configured with {self.settings.describe()}; use another --redis-prefix"
             )
+
+    def _open_identity(self, expected: str, new_index: bool) -> None:
+        """Reads (or, for a new index, writes) the index identity and count."""
+        identity_key, count_key = self._keys[5], self._keys[4]
+        raw = self.client.get(identity_key)
+        count = int(self.client.get(count_key) or 0)  # type: ignore[arg-type]
+        found = raw.decode() if isinstance(raw, bytes) else ""
+        if found and expected and found != expected:
+            raise StoreError(
+                f"Redis at {self.url} holds index {found}, not the expected {expected} "
+                "(redis_index_id); point the service at the right Redis or --redis-prefix"
+            )
+        if not found:
+            if expected and not new_index:
+                raise IndexLostError(
+                    f"Redis at {self.url} holds no dedup index, but index {expected} is expected "
+                    "(redis_index_id): its data was lost or this is another server. Restore it, or "
+                    "set redis_new_index to start a new, empty index"
+                )
+            made = expected or uuid.uuid4().hex
+            self.client.set(identity_key, made, nx=True)
+            found = (self.client.get(identity_key) or b"").decode()  # type: ignore[union-attr]
+            log.warning(
+                "dedup index %s %s in Redis at %s (%d documents)",
+                found,
+                "adopted" if count else "created",
+                self.url,
+                count,
+            )
+        self.identity = found
+        self.seen_count = count
+
+    def _lost(self, found: str, count: int) -> IndexLostError:
+        if not found:
+            what = "came back empty (no index identity)"
+        elif found != self.identity:
+            what = f"now holds another index ({found})"
+        else:
+            what = f"has {count} documents, fewer than the {self.seen_count} seen before"
+        return IndexLostError(
+            f"the dedup index {self.identity} in Redis at {self.url} is gone: Redis {what}, so "
+            "acknowledged inserts were lost. Refusing to serve; restore Redis's data, or restart "
+            "the service with redis_new_index to start a new, empty index"
+        )
+
+    def _observe(self, kind: int, other: object, count: int) -> None:
+        if kind == -1:
+            raise self._lost(other.decode() if isinstance(other, bytes) else str(other or ""), count)
+        if count < self.seen_count:
+            raise self._lost(self.identity, count)
+        self.seen_count = count
 
     def _run(self, prints: Sequence[Fingerprint], insert: bool) -> list[StoreVerdict]:
         if not prints:
@@ -128,13 +232,15 @@ class RedisStore(DedupStore):
                     repr(self.policy.threshold),
                     "1" if self.policy.verify else "0",
                     fp.id,
+                    self.identity,
                 ]
                 self._script(keys=self._keys, args=args, client=pipe)
             replies = pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(f"Redis at {self.url}: {exc}") from None
         verdicts = []
-        for kind, other, score in replies:
+        for kind, other, score, count in replies:
+            self._observe(kind, other, count)
             other_id = other.decode("utf-8") if isinstance(other, bytes) else str(other or "")
             if kind == 1:
                 verdicts.append(StoreVerdict(exact_duplicate_of=other_id))
@@ -152,14 +258,18 @@ class RedisStore(DedupStore):
 
     def count(self) -> int:
         try:
-            return int(self.client.get(self._keys[4]) or 0)
+            raw, found = self.client.mget(self._keys[4], self._keys[5])  # type: ignore[misc]
         except redis.RedisError as exc:
             raise StoreError(f"Redis at {self.url}: {exc}") from None
+        count = int(raw or 0)
+        identity = found.decode() if isinstance(found, bytes) else ""
+        self._observe(-1 if identity != self.identity else 0, identity, count)
+        return count
 
     def stored_bytes(self) -> int:
         """Memory Redis reports for this index's keys (MEMORY USAGE, sampled for the big hashes)."""
         try:
-            return sum(int(self.client.memory_usage(key, samples=0) or 0) for key in self._keys)
+            return sum(int(self.client.memory_usage(key, samples=0) or 0) for key in self._keys[:5])
         except redis.RedisError:
             return 0
 
