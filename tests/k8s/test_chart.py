@@ -321,11 +321,12 @@ def test_optional_objects_are_off_by_default() -> None:
             "PodDisruptionBudget",
             "HorizontalPodAutoscaler",
             "ServiceMonitor",
-            "NetworkPolicy",
             "PersistentVolumeClaim",
         }
     )
+    # Isolation is not optional: NetworkPolicies and the token and Redis Secrets come by default.
     assert {"Deployment", "Service", "ConfigMap", "StatefulSet", "ServiceAccount", "Pod"} <= kinds
+    assert {"NetworkPolicy", "Secret"} <= kinds
 
 
 def test_each_flag_brings_its_objects() -> None:
@@ -357,6 +358,6 @@ def test_each_flag_brings_its_objects() -> None:
 def test_disabled_services_render_nothing() -> None:
     objects = render(values_of("ci/evaluator-only-values.yaml"))
     components = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objects}
-    assert components == {"evaluator", "test-evaluator", "scripts", "serviceaccount"}
+    assert components == {"evaluator", "test-evaluator", "scripts", "serviceaccount", "auth"}
     service = by_kind(objects, "Service")["mathforge-evaluator"]
     assert [p["name"] for p in service["spec"]["ports"]] == ["grpc"]

@@ -4,6 +4,7 @@ GPU scheduling, TLS, volumes, Redis persistence and the `helm test` pods are wir
 
 from __future__ import annotations
 
+import base64
 import shutil
 import socket
 import subprocess
@@ -307,12 +308,16 @@ def test_redis_config_and_test_pod_script_run_against_a_real_redis(tmp_path: Pat
         port = sock.getsockname()[1]
     local = conf.replace("port 6379", f"port {port}").replace("dir /data", f"dir {tmp_path}")
     local = local.replace("bind 0.0.0.0", "bind 127.0.0.1")
+    secret = by_kind(objects, "Secret")[f"{RELEASE}-redis-auth"]["data"]
+    password = base64.b64decode(secret["password"]).decode()
+    (tmp_path / "auth.conf").write_bytes(base64.b64decode(secret["auth.conf"]))
+    local = local.replace("include /etc/redis-auth/auth.conf", f"include {tmp_path / 'auth.conf'}")
     (tmp_path / "redis.conf").write_text(local)
     server = subprocess.Popen(
         [binary, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        client = redis.Redis(port=port, decode_responses=True)
+        client = redis.Redis(port=port, decode_responses=True, password=password)
         for _ in range(100):
             try:
                 client.ping()
@@ -322,6 +327,9 @@ def test_redis_config_and_test_pod_script_run_against_a_real_redis(tmp_path: Pat
                 time.sleep(0.05)
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("protected-mode") == {"protected-mode": "yes"}
+        with pytest.raises(redis.AuthenticationError):  # no password, no index
+            redis.Redis(port=port).ping()
         test_pod = by_kind(objects, "Pod")[f"{RELEASE}-test-redis"]["spec"]["containers"][0]
         script = test_pod["command"][2].replace(f"{RELEASE}-redis", "127.0.0.1").replace("6379", str(port))
         run = subprocess.run(
@@ -329,7 +337,7 @@ def test_redis_config_and_test_pod_script_run_against_a_real_redis(tmp_path: Pat
             capture_output=True,
             text=True,
             timeout=30,
-            env={"PATH": str(Path(cli).parent)},
+            env={"PATH": str(Path(cli).parent), "REDISCLI_AUTH": password},
         )
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == "redis ok: PONG, appendonly yes"

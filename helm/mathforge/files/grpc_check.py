@@ -26,6 +26,10 @@ def open_channel(args: argparse.Namespace) -> grpc.Channel:
     """A channel to --target, with TLS (and a client pair for mTLS) when --ca is given."""
     if not args.ca:
         return grpc.insecure_channel(args.target)
+    return _secure_channel(args)
+
+
+def _secure_channel(args: argparse.Namespace) -> grpc.Channel:
     credentials = grpc.ssl_channel_credentials(
         root_certificates=Path(args.ca).read_bytes(),
         private_key=Path(args.key).read_bytes() if args.key else None,
@@ -170,9 +174,13 @@ def run_health(args: argparse.Namespace) -> int:
 
 
 def run_call(args: argparse.Namespace) -> int:
+    from mathforge.runtime.auth import client_token, with_token
+
     proto_name, call = CALLS[args.name]
     deadline = time.monotonic() + args.ready_timeout_s
-    with open_channel(args) as channel:
+    # The caller token (MATHFORGE_TOKEN_FILE, mounted from the chart's auth Secret), when auth is on.
+    with open_channel(args) as raw:
+        channel = with_token(raw, client_token())
         status = health_status(channel, proto_name, args.timeout_s)
         while status != "SERVING" and time.monotonic() < deadline:
             time.sleep(2.0)

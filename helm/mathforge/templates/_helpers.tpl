@@ -75,6 +75,36 @@ dedup uses the chart's Redis when it runs; the vLLM sampler spans the GPUs its p
 {{- if and (eq .name "sampler") $svc.gpu.enabled -}}
 {{- $_ := set $derived "tensor_parallel_size" $svc.gpu.count -}}
 {{- end -}}
+{{- if .root.Values.auth.enabled -}}
+{{- $_ := set $derived "auth" "token" -}}
+{{- $_ := set $derived "caller_token_file" (printf "%s/caller-token" .root.Values.auth.mountPath) -}}
+{{- $_ := set $derived "admin_token_file" (printf "%s/admin-token" .root.Values.auth.mountPath) -}}
+{{- if and (eq .name "evaluator") .root.Values.auth.evaluatorAdminMethods -}}
+{{- $_ := set $derived "admin_methods" .root.Values.auth.evaluatorAdminMethods -}}
+{{- end -}}
+{{- else -}}
+{{- $_ := set $derived "auth" "off" -}}
+{{- end -}}
+{{- $_ := set $derived "reflection" .root.Values.reflection.enabled -}}
+{{- if and (eq .name "dedup") .root.Values.redis.enabled .root.Values.redis.auth.enabled -}}
+{{- $_ := set $derived "redis_password_file" "/etc/mathforge/redis/password" -}}
+{{- end -}}
+{{- /* Files a request names must lie on the volumes the pod mounts (require_path). */ -}}
+{{- $roots := list -}}
+{{- if and .root.Values.persistence.models.enabled $svc.mountModels -}}
+{{- $roots = append $roots .root.Values.persistence.models.mountPath -}}
+{{- end -}}
+{{- if and .root.Values.persistence.checkpoints.enabled $svc.mountCheckpoints -}}
+{{- $roots = append $roots .root.Values.persistence.checkpoints.mountPath -}}
+{{- end -}}
+{{- if $roots -}}
+{{- $_ := set $derived "path_roots" (dict "model" $roots "benchmark" $roots) -}}
+{{- end -}}
+{{- /* The evaluator may run benchmarks only against this release's sampler. */ -}}
+{{- if and (eq .name "evaluator") .root.Values.services.sampler.enabled -}}
+{{- $sampler := printf "%s-sampler:%v" (include "mathforge.prefix" .root) .root.Values.services.sampler.port -}}
+{{- $_ := set $derived "allowed_targets" (dict "sampler" (list $sampler (printf "dns:///%s" $sampler))) -}}
+{{- end -}}
 {{- toYaml $derived -}}
 {{- end -}}
 
@@ -134,8 +164,14 @@ grpc:
 {{- define "mathforge.redisConf" -}}
 bind 0.0.0.0
 port {{ .Values.redis.port }}
-# Access is limited by the NetworkPolicy (dedup pods only) rather than by a password.
+{{- if .Values.redis.auth.enabled }}
+# A password (requirepass, from the Secret's include file) and the NetworkPolicy (dedup only).
+protected-mode yes
+include /etc/redis-auth/auth.conf
+{{- else }}
+# No password: access is limited by the NetworkPolicy (dedup pods only).
 protected-mode no
+{{- end }}
 dir /data
 appendonly yes
 appendfilename "appendonly.aof"
