@@ -124,8 +124,8 @@ def check_request(
         size = len(prompt.text.encode("utf-8"))
         if size > max_bytes:
             raise RequestError.exhausted(
-                f"prompt {i} is {size} bytes, over the {max_bytes}-byte limit ({PROMPT_BYTES_PER_TOKEN} bytes "
-                f"for each of the --max-prompt-tokens {limits.max_prompt_tokens} tokens)"
+                f"prompt {i} is {size} bytes, over the {max_bytes}-byte limit ({PROMPT_BYTES_PER_TOKEN} "
+                f"bytes for each of the --max-prompt-tokens {limits.max_prompt_tokens} tokens)"
             )
     prompts = []
     for i, prompt in enumerate(request.prompts):
