@@ -13,7 +13,8 @@ CASES = [
     ("deep \\boxed{{{a}}+\\{b\\}}", "{{a}}+\\{b\\}", "boxed"),
     ("\\fbox{7}", "7", "boxed"),
     ("\\boxed 5 is it", "5", "boxed"),
-    ("first \\boxed{1} then \\boxed{2}", "2", "boxed"),
+    ("first \\boxed{1} then \\boxed{2}", "1, 2", "boxes"),  # several distinct boxes: one answer
+    ("\\boxed{2}, so again \\boxed{ 2 }", "2", "boxed"),  # a box repeated counts once
     ("\\boxed {  x+1 }", "x+1", "boxed"),
     (
         "Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.",
@@ -50,9 +51,12 @@ def test_extract_answer_finds_each_format(text: str, answer: str, method: str) -
     assert (found.answer, found.method) == (answer, method)
 
 
-@pytest.mark.parametrize(("box", "answer"), [("last", "2"), ("first", "1"), ("all", "1, 2")])
+@pytest.mark.parametrize(
+    ("box", "answer"), [("auto", "1, 2, 3"), ("last", "2"), ("first", "1"), ("all", "1, 2, 3, 2")]
+)
 def test_box_policy_chooses_which_box_counts(box: str, answer: str) -> None:
-    assert extract_answer("\\boxed{1} and \\boxed{2}", GradingPolicy(box=box)).answer == answer
+    text = "\\boxed{1} and \\boxed{2} and \\boxed{3} and \\boxed{2}"
+    assert extract_answer(text, GradingPolicy(box=box)).answer == answer
 
 
 def test_last_number_fallback_can_be_switched_off() -> None:

@@ -1,7 +1,12 @@
 """Decides whether a predicted and a gold answer are equivalent. A fast path settles most pairs
 without symbolic work (normalised string equality, exact numbers, LaTeX arithmetic evaluated at
-sample points, structure: tuples, intervals, sets, lists, matrices, equations, choices); only what
-it cannot decide goes to math-verify in a worker process under a hard time limit."""
+sample points, structure: tuples, intervals, sets, lists, matrices, equations, relations, choices);
+only what it cannot decide goes to math-verify in a worker process under a hard time limit.
+
+Named rules beside the fast path (docs/evaluator.md lists each with an example):
+clock_time ("3:00 PM" == "15:00:00"), decimal_comma ("2,5" == 2.5, policy decimal_comma),
+rounded_decimal ("0.3333" == 1/3, policy rounded_decimals), function_name ("y = 2x" == "f(x) = 2x"),
+relation (sides turned: "5 \\geq x" == "x \\leq 5")."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from mathforge.evaluator import latex_eval
-from mathforge.evaluator.normalize import normalize, unit_of
+from mathforge.evaluator.normalize import clock_seconds, normalize, unit_of
 from mathforge.evaluator.policy import GradingPolicy
 from mathforge.evaluator.structure import Answer, is_simple_name, parse_answer
 from mathforge.evaluator.symbolic import symbolic_equal
@@ -18,6 +23,13 @@ from mathforge.evaluator.symbolic import symbolic_equal
 _CHOICE = re.compile(r"^\(?([A-E](?:[,\s]*[A-E])*)\)?$")
 _BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d+)\}?$")
 _WORDS = re.compile(r"^[A-Za-z\u4e00-\u9fff ,.'-]+$")
+# One number with a decimal comma: a single comma not followed by exactly three digits ("12,500" is a
+# thousands separator, removed by normalize before this is tried).
+_DECIMAL_COMMA = re.compile(r"^-?\d+,(?!\d{3}$)\d+$")
+_DECIMAL = re.compile(r"^-?(\d+)\.(\d+)$")
+ROUNDED_MIN_DIGITS = 4
+# A left side that names a function of one variable: y, f(x), g(t).
+_FUNCTION_NAME = re.compile(r"^(?:y|[a-zA-Z]\(([a-z])\))$")
 # Reasons ordered by how much work they took; a composite answer reports its costliest part.
 _COST = {"string": 0, "choice": 1, "numeric": 2, "expression": 3, "structure": 4, "symbolic": 5, "timeout": 6}
 
@@ -61,6 +73,32 @@ def _compare_bases(pred: str, gold: str) -> Decision | None:
     return Decision(digits == plain.upper(), "string") if re.fullmatch(r"[0-9A-Za-z]+", plain) else None
 
 
+def _rounded_decimal(decimal: str, other: str) -> bool:
+    """rounded_decimal: `decimal` has >= 4 significant digits and is `other`'s exact rational value
+    rounded or truncated at its last digit ("0.142857142857" for 1/7; "0.33" for 1/3 has too few
+    digits). Irrational values keep rel_tol: "3.1416" is not pi unless the policy's tolerance says so."""
+    match = _DECIMAL.match(decimal)
+    if not match or len((match.group(1) + match.group(2)).lstrip("0")) < ROUNDED_MIN_DIGITS:
+        return False
+    value = latex_eval.value_of(other)
+    if not isinstance(value, Fraction) or _DECIMAL.match(other):
+        return False
+    return abs(Fraction(decimal) - value) < Fraction(1, 10 ** len(match.group(2)))
+
+
+def _approximates(pred: str, gold: str, policy: GradingPolicy) -> bool:
+    """A written decimal against an exact value: rounded_decimal, else within rel_tol (two exact
+    values, "1/3" and "2/6" or two decimals, are compared exactly)."""
+    if bool(_DECIMAL.match(pred)) == bool(_DECIMAL.match(gold)):
+        return False
+    if policy.rounded_decimals == "match" and (_rounded_decimal(pred, gold) or _rounded_decimal(gold, pred)):
+        return True
+    a, b = latex_eval.value_of(pred), latex_eval.value_of(gold)
+    if a is None or b is None:
+        return False
+    return latex_eval.numbers_close(complex(a), complex(b), policy.rel_tol)
+
+
 def _leaf_equal(pred: str, gold: str, policy: GradingPolicy) -> Decision:
     if pred == gold:
         return Decision(True, "string")
@@ -76,6 +114,8 @@ def _leaf_equal(pred: str, gold: str, policy: GradingPolicy) -> Decision:
             verdict = latex_eval.compare_expressions(p, g, policy.rel_tol)
             if verdict:
                 return Decision(True, "numeric" if latex_eval.value_of(g) is not None else "expression")
+            if verdict is False and _approximates(p, g, policy):
+                return Decision(True, "numeric")
             if (
                 verdict is False
                 and len(_percent_variants(pred, policy)) == len(_percent_variants(gold, policy)) == 1
@@ -146,15 +186,41 @@ def _compare(pred: Answer, gold: Answer, policy: GradingPolicy) -> Decision:
     if pred.kind in ("set", "union"):
         return _compare_items(pred, gold, policy, ordered=False)
     if pred.kind == "list":
-        return _compare_items(pred, gold, policy, ordered=";" in gold.text)
+        # a list of answers is unordered ("3; 5" == "5, 3", as math-verify reads it) unless both
+        # sides separate with ";" (fill-in-the-blank answers in order); symmetric either way
+        return _compare_items(pred, gold, policy, ordered=";" in gold.text and ";" in pred.text)
     if pred.kind == "matrix":
         return _compare_items(pred, gold, policy, ordered=True)
+    if pred.kind == "relation":
+        if pred.open == gold.open:
+            sides = _compare_items(pred, gold, policy, ordered=True)
+            if sides.equal:
+                return sides
+        return _leaf_equal(pred.text, gold.text, policy)  # "2x > 6" vs "x > 3": math-verify decides
+    if _same_function(pred.items[0].text, gold.items[0].text):
+        return _compare(pred.items[1], gold.items[1], policy)
     # both equations: "x = 3" vs "x = 2" is settled by the right sides; otherwise the same sides,
     # else math-verify (it compares equations, e.g. "2x + y = 1" vs "y = 1 - 2x")
     lhs_rhs = _compare_items(pred, gold, policy, ordered=True)
     if lhs_rhs.equal or (pred.items[0].text == gold.items[0].text and is_simple_name(gold.items[0].text)):
         return lhs_rhs
     return _leaf_equal(pred.text, gold.text, policy)
+
+
+def _same_function(pred_lhs: str, gold_lhs: str) -> bool:
+    """function_name: "y = ..." and "f(x) = ..." (or "g(x) = ...") name the same function of x; two
+    different arguments, "f(x)" and "f(t)", do not."""
+    p, g = _FUNCTION_NAME.match(pred_lhs.strip()), _FUNCTION_NAME.match(gold_lhs.strip())
+    if not p or not g or pred_lhs.strip() == gold_lhs.strip():
+        return False
+    return p.group(1) is None or g.group(1) is None or p.group(1) == g.group(1)
+
+
+def _decimal_comma(text: str, other: str, policy: GradingPolicy) -> str:
+    """decimal_comma: "2,5" read as 2.5 when the other side is a single answer, not a list."""
+    if policy.decimal_comma == "auto" and _DECIMAL_COMMA.match(text) and not re.search(r"[,;]|\\cup", other):
+        return text.replace(",", ".")
+    return text
 
 
 def _choice_letters(text: str) -> str | None:
@@ -164,11 +230,17 @@ def _choice_letters(text: str) -> str | None:
 
 def answers_equivalent(pred_answer: str, gold_answer: str, policy: GradingPolicy) -> Decision:
     """Equivalence of two extracted answers under `policy` (may call the symbolic pool)."""
+    pred_clock = clock_seconds(pred_answer)
+    if pred_clock is not None:
+        gold_clock = clock_seconds(gold_answer)
+        if gold_clock is not None:  # clock_time: "3:00 PM" == "15:00" == "15:00:00"
+            return Decision(pred_clock == gold_clock, "numeric")
     pred, gold = normalize(pred_answer, policy), normalize(gold_answer, policy)
     if not pred:
         return Decision(False, "no_answer")
     if pred == gold:
         return Decision(True, "string")
+    pred, gold = _decimal_comma(pred, gold, policy), _decimal_comma(gold, pred, policy)
     gold_letters = _choice_letters(gold)
     if gold_letters is not None and (policy.format == "choice" or _choice_letters(pred) is not None):
         return Decision(_choice_letters(pred) == gold_letters, "choice")

@@ -1,7 +1,10 @@
-"""Finds the final answer in a model output: \\boxed{} / \\fbox{} (nested braces), Minerva's "Final
-Answer: The final answer is ... I hope it is correct.", "The answer is ...", GSM8K's "#### n",
-Chinese "答案是 ...", multiple-choice letters, a program's printed output, and (optionally) the
-last number of the text. Pure string work: fast, and it never raises on any input.
+"""Finds the final answer in a model output: \\boxed{} / \\fbox{} (nested braces; several distinct
+boxes form one list answer; a box left unclosed at the end still counts), Minerva's "Final Answer:
+The final answer is ... I hope it is correct.", "The answer is ...", "Final Answer: ...",
+"Answer: $x$", GSM8K's "#### n", Chinese "答案是 ...", multiple-choice letters, a program's printed
+output, and (optionally) the last number of the text. Chat-template tokens a sampler left at the
+end (<|im_end|>, <|eot_id|>, </s>, ...) are cut first. Pure string work: fast, and it never raises
+on any input (a bug is logged and scores "no answer").
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from mathforge.evaluator.normalize import UNIT_WORD
+from mathforge.evaluator.normalize import CLOCK_TIME, UNIT_WORD
 from mathforge.evaluator.policy import DEFAULT_POLICY, GradingPolicy
 
 
@@ -29,10 +32,16 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _FINAL_ANSWER_START = "final answer is"
 _FINAL_ANSWER_END = "i hope it is correct"
 _THE_ANSWER_IS = re.compile(
-    r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*:|答案[是为：:]|答[：:]|所以[，,]?\s*答案[是为])\s*[:：]?\s*"
+    r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*\**\s*:"
+    # "Answer: 5" or "Answer $ 5 $" opening a line
+    r"|(?:^|(?<=\n))[*# \t]{0,8}answer\s*\**\s*(?::|(?=\s*\$))"
+    r"|答案[是为：:]|答[：:]|所以[，,]?\s*答案[是为])\s*\**\s*[:：]?\s*"
     r"(.+?)(?=\n\n|\n(?=[A-Z])|\Z|\.\s|。)",
     re.IGNORECASE | re.DOTALL,
 )
+# End-of-turn tokens of common chat templates (ChatML, Llama 3, Llama 2 / Mistral, GPT-2 family,
+# DeepSeek's full-width bars, Gemma), left at the end of a sample when a sampler keeps them.
+_TEMPLATE_TOKEN_AT_END = re.compile(r"(?:<\|[A-Za-z_]{1,30}\|>|</s>|<eos>|<end_of_turn>|<｜[^｜]{1,30}｜>)$")
 _GSM8K = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _LETTERS_ONLY = re.compile(r"\(?([A-E](?:[\s,，、和]*[A-E])*)\)?")
@@ -48,8 +57,10 @@ _CHOICE_PATTERNS = (
 )
 
 
-def find_boxes(text: str) -> list[str]:
-    """Returns the contents of every \\boxed{...} / \\fbox{...} (and `\\boxed 5`), braces matched."""
+def find_boxes(text: str, unclosed: bool = False) -> list[str]:
+    """Returns the contents of every \\boxed{...} / \\fbox{...} (and `\\boxed 5`), braces matched.
+    With `unclosed`, a last box whose brace never closes (a sample cut off, or a model that forgot
+    it) counts up to the end of the text, its open inner braces closed: "\\boxed{\\frac{2}{3}"."""
     found: list[str] = []
     pos = 0
     while True:
@@ -64,6 +75,10 @@ def find_boxes(text: str) -> list[str]:
         if cursor < len(text) and text[cursor] == "{":
             content, end = _braced(text, cursor)
             if content is None:
+                if unclosed:
+                    rest = _unclosed_box(text[cursor + 1 :])
+                    if rest:
+                        found.append(rest)
                 return found
             found.append(content.strip())
             pos = end
@@ -98,6 +113,39 @@ def _braced(text: str, open_index: int) -> tuple[str | None, int]:
     return None, len(text)
 
 
+def _unclosed_box(rest: str) -> str:
+    """The content of a box left open at the end: up to 200 characters, trailing $ and periods cut,
+    inner braces that stay open closed."""
+    rest = re.sub(r"(?:\s|\$|\\\]|\\\)|\.)+$", "", rest)
+    if len(rest) > 200 or "\n\n" in rest:
+        return ""
+    depth = 0
+    i = 0
+    while i < len(rest):
+        if rest[i] == "\\":
+            i += 2
+            continue
+        depth += rest[i] == "{"
+        depth -= rest[i] == "}"
+        if depth < 0:
+            return ""
+        i += 1
+    return (rest + "}" * depth).strip()
+
+
+def strip_template_tail(text: str) -> str:
+    """The text without the chat-template end tokens at its end (`... \\boxed{9}<|im_end|>`).
+    Looks at the last 64 characters per token, so a long text costs nothing."""
+    for _ in range(8):
+        trimmed = text.rstrip()
+        tail = trimmed[-64:]
+        match = _TEMPLATE_TOKEN_AT_END.search(tail)
+        if not match:
+            return text
+        text = trimmed[: len(trimmed) - len(tail) + match.start()]
+    return text
+
+
 def _clean_tail(answer: str) -> str:
     answer = answer.strip().rstrip(".。").strip()
     if len(answer) > 1 and answer[0] == "$" and answer[-1] == "$":
@@ -108,13 +156,20 @@ def _clean_tail(answer: str) -> str:
 
 
 def _from_boxes(text: str, policy: GradingPolicy) -> Extraction | None:
-    boxes = [b for b in find_boxes(text) if b]
+    boxes = [b for b in find_boxes(text, unclosed=True) if b]
     if not boxes:
         return None
     if policy.box == "first":
         return Extraction(boxes[0], "boxed")
     if policy.box == "all" and len(boxes) > 1:
         return Extraction(", ".join(boxes), "boxed")
+    if policy.box == "auto":
+        distinct = list(dict.fromkeys(re.sub(r"\s+", "", b) for b in boxes))
+        if len(distinct) > 1:
+            # "x = \boxed{1} or x = \boxed{-1}": one answer of several parts; "x = 1" parts keep
+            # their right sides so the list reads "1, -1"
+            parts = list(dict.fromkeys(boxes))
+            return Extraction(", ".join(parts), "boxes")
     return Extraction(boxes[-1], "boxed")
 
 
@@ -185,6 +240,8 @@ def looks_bare(text: str) -> bool:
     stripped = text.strip()
     if not stripped or len(stripped) > 120 or "\n" in stripped:
         return False
+    if CLOCK_TIME.fullmatch(stripped):
+        return True
     prose = re.sub(r"\\[a-zA-Z]+|\{[^{}]*\}|\$[^$]*\$", " ", stripped)
     # prose words stand alone between spaces ("so 32"); "3qr + 6q" has letters but no words
     words = [
@@ -208,6 +265,7 @@ def extract_answer(text: str, policy: GradingPolicy | None = None) -> Extraction
 
 
 def _extract(text: str, policy: GradingPolicy) -> Extraction:
+    text = strip_template_tail(text)
     fmt = policy.format
     if fmt == "program":
         return _program_output(text) or NONE
@@ -240,6 +298,7 @@ def extract_gold(gold: str, policy: GradingPolicy | None = None) -> Extraction:
     """The gold answer: the boxed / "####" answer of a full solution, else the whole string."""
     policy = policy or DEFAULT_POLICY
     try:
+        gold = strip_template_tail(gold)
         boxed = _from_boxes(gold, policy)
         if boxed:
             return boxed

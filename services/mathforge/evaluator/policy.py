@@ -8,7 +8,9 @@ from typing import Any
 PERCENT_MODES = ("strip", "fraction", "strict")
 UNIT_MODES = ("strip", "keep")
 TUPLE_MODES = ("ordered", "unordered")
-BOX_MODES = ("last", "first", "all")
+BOX_MODES = ("auto", "last", "first", "all")
+DECIMAL_COMMA_MODES = ("auto", "never")
+ROUNDED_MODES = ("match", "exact")
 FORMATS = ("auto", "boxed", "gsm8k", "choice", "program")
 
 
@@ -19,7 +21,14 @@ class GradingPolicy:
     percent: "strip" (50% == 50), "fraction" (50% == 50 and 50% == 0.5), "strict" (50% != 50).
     units: "strip" drops trailing unit words, degrees and Chinese measure words; "keep" compares them.
     tuples: "ordered" (default) or "unordered" for parenthesised tuples; sets are always unordered.
-    box: which \\boxed{} counts when there are several: "last", "first", or "all" (joined as a list).
+    box: which \\boxed{} counts when there are several: "auto" (default: the distinct boxes, joined as
+        one list answer when they differ, as math-verify reads them, so boxing two guesses is not
+        rewarded when one is wanted; a box repeated counts once), "last", "first", or "all" (every
+        box joined as a list, repeats included).
+    decimal_comma: "auto" (default) reads "2,5" as 2.5 when it is one number against one number
+        (a single comma, not followed by exactly three digits: "12,500" stays 12500); "never".
+    rounded_decimals: "match" (default): a decimal of at least 4 significant digits equals an exact
+        value that it rounds or truncates ("0.3333" == 1/3, "0.33" != 1/3); "exact": rel_tol only.
     last_number_fallback: use the last number of the text when no answer pattern matches.
     rel_tol: relative tolerance for numbers that are not both exact.
     timeout_s: hard limit on the symbolic comparison of one pair, seconds.
@@ -29,7 +38,9 @@ class GradingPolicy:
     percent: str = "strip"
     units: str = "strip"
     tuples: str = "ordered"
-    box: str = "last"
+    box: str = "auto"
+    decimal_comma: str = "auto"
+    rounded_decimals: str = "match"
     last_number_fallback: bool = True
     rel_tol: float = 1e-6
     timeout_s: float = 2.0
@@ -41,6 +52,8 @@ class GradingPolicy:
             ("units", UNIT_MODES),
             ("tuples", TUPLE_MODES),
             ("box", BOX_MODES),
+            ("decimal_comma", DECIMAL_COMMA_MODES),
+            ("rounded_decimals", ROUNDED_MODES),
             ("format", FORMATS),
         ):
             value = getattr(self, name)

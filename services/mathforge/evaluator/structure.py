@@ -1,5 +1,6 @@
 """Splits a normalised answer into its structure: a tuple or interval with its brackets, a set, a
-list of answers, a union of intervals, a matrix, an equation, or a single expression (a leaf)."""
+list of answers, a union of intervals, a matrix, an equation, a relation (one of <, >, \\leq, \\geq,
+\\neq, turned so that "5 \\geq x" and "x \\leq 5" read alike), or a single expression (a leaf)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ _MATRIX = re.compile(r"^\\begin\{([pbvBV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\en
 
 @dataclass(frozen=True)
 class Answer:
-    """kind: "leaf", "tuple" (open/close brackets), "set", "list", "union", "matrix", "equation"."""
+    """kind: "leaf", "tuple" (open/close brackets), "set", "list", "union", "matrix", "equation",
+    "relation" (open: the operator, "<", "\\leq" or "\\neq"; items: the smaller side first)."""
 
     kind: str
     text: str
@@ -95,10 +97,35 @@ def parse_answer(s: str, depth: int = 0) -> Answer:
     parts = split_top_level(s, ",")
     if len(parts) > 1 and all(p.strip() for p in parts):
         return Answer("list", s, tuple(parse_answer(p, depth + 1) for p in parts))
+    relation = _relation(s, depth)
+    if relation is not None:
+        return relation
     sides = split_top_level(s, "=")
     if len(sides) == 2 and all(sides) and not re.search(r"[<>!\\]$", sides[0]):
         return Answer("equation", s, (Answer("leaf", sides[0].strip()), parse_answer(sides[1], depth + 1)))
     return Answer("leaf", s)
+
+
+# Each operator and, for ">" and "\geq", the operator it becomes once the sides swap.
+_RELATION_OPERATORS = (("\\leq", "\\leq"), ("\\geq", "\\leq"), ("\\neq", "\\neq"), ("<", "<"), (">", "<"))
+
+
+def _relation(s: str, depth: int) -> Answer | None:
+    """A single relation "a op b" at top level, or None (no operator, or a chain "1 < x < 3")."""
+    found = [
+        (op, canonical, parts)
+        for op, canonical in _RELATION_OPERATORS
+        if op in s and len(parts := split_top_level(s, op)) > 1
+    ]
+    if len(found) != 1 or len(found[0][2]) != 2:
+        return None
+    op, canonical, (lhs, rhs) = found[0]
+    if not lhs.strip() or not rhs.strip():
+        return None
+    sides = (parse_answer(lhs, depth + 1), parse_answer(rhs, depth + 1))
+    if op != canonical:
+        sides = sides[::-1]
+    return Answer("relation", s, sides, canonical)
 
 
 def is_simple_name(s: str) -> bool:
