@@ -69,8 +69,16 @@ def _compare_bases(pred: str, gold: str) -> Decision | None:
             return Decision(int(p[0], p[1]) == int(g[0], g[1]), "numeric")
         except ValueError:
             return Decision(p == g, "string")
-    digits, plain = (p[0], gold) if p is not None else (g[0], pred)  # type: ignore[index]
-    return Decision(digits == plain.upper(), "string") if re.fullmatch(r"[0-9A-Za-z]+", plain) else None
+    based, plain = (p, gold) if p is not None else (g, pred)
+    assert based is not None
+    if not re.fullmatch(r"[0-9A-Za-z]+", plain):
+        return None
+    # "1011_2" against "1011" (the digits, subscript dropped) or "11" (its value in decimal)
+    try:
+        value = int(based[0], based[1])
+    except ValueError:
+        return Decision(False, "string")
+    return Decision(based[0] == plain.upper() or (plain.isdigit() and int(plain) == value), "numeric")
 
 
 def _rounded_decimal(decimal: str, other: str) -> bool:
@@ -169,6 +177,9 @@ def _compare(pred: Answer, gold: Answer, policy: GradingPolicy) -> Decision:
         # "(1, 2)" vs "1, 2": a bare list of solutions written with or without parentheses
         ordered = policy.tuples == "ordered"
         return _compare_items(pred, gold, policy, ordered)
+    if {pred.kind, gold.kind} == {"list", "set"}:
+        # "\\{-1, 1\\}" vs "1, -1": the solutions as a set or as a list, order free either way
+        return _compare_items(pred, gold, policy, ordered=False)
     if pred.kind != gold.kind:
         if "leaf" in (pred.kind, gold.kind) and "equation" not in (pred.kind, gold.kind):
             return _leaf_equal(pred.text, gold.text, policy)

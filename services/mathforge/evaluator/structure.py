@@ -69,7 +69,7 @@ def parse_answer(s: str, depth: int = 0) -> Answer:
     if depth > 8 or not s:
         return Answer("leaf", s)
     matrix = _MATRIX.match(s)
-    if matrix:
+    if matrix and "\\begin{" not in matrix.group(2):  # "A + B" of two matrices is an expression
         rows = [r for r in re.split(r"\\\\", matrix.group(2)) if r.strip()]
         return Answer(
             "matrix",
