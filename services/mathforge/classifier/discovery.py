@@ -91,19 +91,52 @@ def discover_domains(
     min_prefix_share: float = 0.1,
 ) -> DomainReport:
     """Groups (url, collected) pairs by domain and path prefix and flags math-related domains."""
-    domains: dict[str, DomainStats] = {}
-    prefixes: dict[str, dict[str, PrefixStats]] = defaultdict(dict)
+    counts = PrefixCounts()
     for url, collected in pages:
-        domain, prefix = url_prefix(url, prefix_depth)
+        counts.add(url, prefix_depth, collected)
+    return discover_from_counts(counts, domain_share, min_prefix_pages, min_prefix_share)
+
+
+class PrefixCounts(dict[str, list]):
+    """Pages and collected pages per URL prefix: {prefix: [domain, pages, collected]}. All that
+    domain discovery needs of a web, mergeable across shards (memory grows with prefixes, not pages)."""
+
+    def add(self, url: str, depth: int, collected: bool, pages: int = 1) -> None:
+        domain, prefix = url_prefix(url, depth)
+        entry = self.get(prefix)
+        if entry is None:
+            self[prefix] = [domain, pages, int(collected)]
+        else:
+            entry[1] += pages
+            entry[2] += int(collected)
+
+    def merge(self, other: dict[str, list]) -> None:
+        for prefix, (domain, pages, collected) in other.items():
+            entry = self.get(prefix)
+            if entry is None:
+                self[prefix] = [domain, pages, collected]
+            else:
+                entry[1] += pages
+                entry[2] += collected
+
+
+def discover_from_counts(
+    counts: dict[str, list],
+    domain_share: float = 0.10,
+    min_prefix_pages: int = 5,
+    min_prefix_share: float = 0.1,
+) -> DomainReport:
+    """Flags math-related domains and proposes prefixes from per-prefix counts (PrefixCounts)."""
+    domains: dict[str, DomainStats] = {}
+    prefixes: dict[str, list[PrefixStats]] = defaultdict(list)
+    for prefix, (domain, pages, collected) in counts.items():
         stats = domains.get(domain) or domains.setdefault(domain, DomainStats(domain))
-        stats.pages += 1
+        stats.pages += pages
         stats.collected += collected
-        p = prefixes[domain].get(prefix) or prefixes[domain].setdefault(prefix, PrefixStats(prefix))
-        p.pages += 1
-        p.collected += collected
+        prefixes[domain].append(PrefixStats(prefix, pages, collected))
     for domain, stats in domains.items():
         stats.math_related = stats.share > domain_share
-        stats.prefixes = sorted(prefixes[domain].values(), key=lambda p: (-p.collected, p.prefix))
+        stats.prefixes = sorted(prefixes[domain], key=lambda p: (-p.collected, p.prefix))
         for p in stats.prefixes:
             # A math path holds a larger share of collected pages than its domain as a whole.
             floor = max(min_prefix_share, stats.share)

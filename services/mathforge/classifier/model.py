@@ -11,8 +11,11 @@ TrainSettings.bucket).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -27,11 +30,21 @@ from mathforge.classifier.text import prepare_text
 MATH_LABEL = "__label__math"
 OTHER_LABEL = "__label__other"
 
-#: fastText 0.9.x initialises the input matrix in blocks of a tenth of its size, one block per
-#: training thread, and leaves the rest uninitialised with fewer threads: training then reads garbage
-#: and aborts with "Encountered NaN" (or silently learns from it). 11 threads cover all ten blocks
-#: and the remainder, so training always uses at least this many.
-MIN_FIT_THREADS = 11
+#: Training threads for a repeatable model. fastText trains Hogwild: with more than one thread the
+#: threads race on shared weights, and two runs with the same seed give different models. One
+#: thread reads the training file in order and gives the same model, byte for byte, on any machine,
+#: but fastText 0.9.x fills its input matrix with random values in ten blocks, one per thread, and
+#: leaves the blocks of missing threads as the allocator hands them over: with one thread, nine
+#: tenths of the rows hold whatever that memory held before (in a process that has trained or
+#: scored before, often garbage, and training aborts with "Encountered NaN"). So a one-thread model
+#: trains in a fresh child process whose allocator is told to take every large block from the
+#: kernel (MALLOC_MMAP_THRESHOLD_), and the kernel's pages are zeroed: those rows start at zero, the
+#: same way every time. The output matrix starts at zero anyway, so they learn from the first update
+#: on (tests/unit/test_classifier_determinism.py checks the model and its accuracy).
+#: Thread counts of 2 to 10 leave blocks of garbage too, so they are refused; 11 or more cover all
+#: ten blocks and the remainder.
+DETERMINISTIC_THREADS = 1
+MIN_HOGWILD_THREADS = 11
 
 
 @dataclass
@@ -50,8 +63,9 @@ class TrainSettings:
     # dim 256) keeps replicas small; a binary math-vs-other decision loses little to the extra
     # hash collisions (docs/classifier.md has the measurement).
     bucket: int = 1 << 19
-    # Ours. fastText threads (Hogwild); at least MIN_FIT_THREADS are started whatever this says.
-    threads: int = MIN_FIT_THREADS
+    # Ours. fastText training threads. 1 (the default) is deterministic: the same seed gives the same
+    # model whatever the machine; more threads train faster (Hogwild) but differ from run to run.
+    threads: int = DETERMINISTIC_THREADS
     seed: int = 0
     max_chars: int = 100_000  # ours: characters of a document used for training and scoring
 
@@ -68,6 +82,11 @@ class TrainSettings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"training setting {name} = {getattr(self, name)} must be at least 1")
+        if 1 < self.threads < MIN_HOGWILD_THREADS:
+            raise ValueError(
+                f"training setting threads = {self.threads}: use 1 (repeatable) or at least "
+                f"{MIN_HOGWILD_THREADS} (fastText leaves part of the model uninitialised with 2 to 10)"
+            )
         if not 0 < self.lr <= 10:
             raise ValueError(f"training setting lr = {self.lr} must be in (0, 10]")
 
@@ -125,21 +144,59 @@ def train_classifier(
     return MathModel(model, str(out_path), max_chars=settings.max_chars)
 
 
+def _fit_arguments(data: Path, settings: TrainSettings) -> dict[str, object]:
+    return {
+        "input": str(data),
+        "dim": settings.dim,
+        "lr": settings.lr,
+        "wordNgrams": settings.word_ngrams,
+        "minCount": settings.min_count,
+        "epoch": settings.epoch,
+        "bucket": settings.bucket,
+        "thread": settings.threads,
+        "seed": settings.seed,
+        "loss": "softmax",
+        "verbose": 0,
+    }
+
+
+# The child that trains a one-thread model: fastText only, so it starts in a fraction of a second.
+_FIT_CHILD = """
+import json, sys
+import fasttext
+arguments, out = json.loads(sys.argv[1]), sys.argv[2]
+try:
+    fasttext.train_supervised(**arguments).save_model(out)
+except RuntimeError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(3)
+"""
+#: Allocations at least this large come from fresh (zeroed) kernel pages in the training child.
+_MMAP_THRESHOLD = 65536
+
+
 def _fit(data: Path, settings: TrainSettings) -> fasttext.FastText._FastText:
-    try:
-        return fasttext.train_supervised(
-            input=str(data),
-            dim=settings.dim,
-            lr=settings.lr,
-            wordNgrams=settings.word_ngrams,
-            minCount=settings.min_count,
-            epoch=settings.epoch,
-            bucket=settings.bucket,
-            thread=max(settings.threads, MIN_FIT_THREADS),
-            seed=settings.seed,
-            loss="softmax",
-            verbose=0,
+    arguments = _fit_arguments(data, settings)
+    if settings.threads == DETERMINISTIC_THREADS:
+        model_path = data.with_name("fit.bin")
+        environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(_MMAP_THRESHOLD)}
+        child = subprocess.run(
+            [sys.executable, "-c", _FIT_CHILD, json.dumps(arguments), str(model_path)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
         )
+        if child.returncode != 0:
+            problem = (
+                child.stderr.strip().splitlines()[-1] if child.stderr.strip() else f"exit {child.returncode}"
+            )
+            raise RuntimeError(
+                f"fastText training failed ({problem}); if it diverged, lower train.lr (now {settings.lr})"
+            )
+        return fasttext.load_model(str(model_path))
+    try:
+        return fasttext.train_supervised(**arguments)
     except RuntimeError as exc:
         raise RuntimeError(
             f"fastText training failed ({exc}); if it diverged, lower train.lr (now {settings.lr})"

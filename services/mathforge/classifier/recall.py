@@ -13,9 +13,9 @@ that round already finished.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from mathforge.classifier.discovery import add_proposals, discover_domains, under_prefix
+from mathforge.classifier.discovery import PrefixCounts, add_proposals, discover_from_counts, under_prefix
 from mathforge.classifier.model import MathModel, train_classifier
 from mathforge.classifier.recall_config import RecallConfig
+from mathforge.classifier.recall_rules import (
+    candidate_floor,
+    keep_step,
+    negative_priority,
+    page_tokens,
+    quantize,
+    score_value,
+    token_histogram,
+)
 from mathforge.corpus import iter_records, list_shards, write_records_atomic
 
 log = logging.getLogger(__name__)
@@ -50,8 +59,23 @@ class RecallResult:
 class _Scored:
     ids: list[str]
     urls: list[str]
-    scores: np.ndarray
+    q: np.ndarray  # score steps (recall_rules.quantize)
     tokens: np.ndarray
+
+
+@dataclass
+class Selection:
+    """What a round's keep step tells the rest of the round."""
+
+    kept: int
+    prefixes: PrefixCounts  # pages and kept pages per URL prefix
+    math_kept: int | None  # kept pages that are math by the ground truth, when there is one
+
+
+@dataclass
+class Growth:
+    new_positives: int  # pages added to the seed
+    new: int  # kept pages the previous round did not keep
 
 
 def iter_texts(path: Path) -> Iterator[dict[str, Any]]:
@@ -76,9 +100,10 @@ class RecallRun:
 
     @staticmethod
     def _load_truth(path: Path | None) -> dict[str, bool] | None:
+        """The math pages of the ground truth ({id: True}; other pages are left out)."""
         if path is None or not path.exists():
             return None
-        return {str(r["id"]): bool(r["is_math"]) for r in iter_records(path)}
+        return {str(r["id"]): True for r in iter_records(path) if r["is_math"]}
 
     def round_dir(self, number: int) -> Path:
         return self.out / f"round-{number}"
@@ -117,36 +142,19 @@ class RecallRun:
         started = time.perf_counter()
         directory = self.round_dir(number)
         directory.mkdir(parents=True, exist_ok=True)
-        earlier_kept = self._kept_before(number)
         positives = self._positives(number)
         model_path = directory / "model.bin"
-        if model_path.exists():
-            model = MathModel.load(model_path, self.config.train.max_chars)
-        else:
-            negatives = self._negatives(number, len(positives), set(positives) | earlier_kept)
+        if not model_path.exists():
+            count = min(len(positives), self.config.train.negatives)
+            negatives = self._negatives(number, count, set(positives))
             log.info(
                 "round %d: training on %d positives, %d negatives", number, len(positives), len(negatives)
             )
-            model = train_classifier(positives.values(), negatives, model_path, self.config.train)
-        kept_path = directory / "kept.jsonl"
-        if kept_path.exists():
-            kept = {str(r["id"]) for r in iter_records(kept_path)}
-            scored = None
-        else:
-            scored = self._score_web(model)
-            chosen = self._keep(scored)
-            write_records_atomic(
-                kept_path,
-                (
-                    {"id": scored.ids[i], "url": scored.urls[i], "score": round(float(scored.scores[i]), 5)}
-                    for i in chosen
-                ),
-            )
-            kept = {scored.ids[i] for i in chosen}
-        report = discover_domains(
-            self._collected_flags(kept),
+            train_classifier(positives.values(), negatives, model_path, self.config.train)
+        selection = self._select(number, model_path)
+        report = discover_from_counts(
+            selection.prefixes,
             self.config.domain_share,
-            self.config.prefix_depth,
             self.config.min_prefix_pages,
             self.config.min_prefix_share,
         )
@@ -160,27 +168,30 @@ class RecallRun:
                 self.approvals_path,
             )
             return None
-        new_positives = self._grow_seed(directory, kept, set(positives), sorted(approvals.approved))
-        new = len(kept - earlier_kept)
+        growth = self._grow(number, set(positives), sorted(approvals.approved))
         metrics: dict[str, Any] = {
             "round": number,
-            "kept": len(kept),
-            "new": new,
-            "new_share": round(new / max(1, len(kept)), 4),
+            "kept": selection.kept,
+            "new": growth.new,
+            "new_share": round(growth.new / max(1, selection.kept), 4),
             "positives": len(positives),
-            "new_positives": new_positives,
+            "new_positives": growth.new_positives,
             "math_domains": report.math_domains,
             "approved_prefixes": len(approvals.approved),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        metrics.update(self._accuracy(kept))
+        if self.truth is not None and selection.math_kept is not None:
+            math = sum(self.truth.values())
+            metrics["recall"] = round(selection.math_kept / max(1, math), 4)
+            metrics["precision"] = round(selection.math_kept / max(1, selection.kept), 4)
         _write_json(directory / "metrics.json", metrics)
         return metrics
 
-    def _kept_before(self, number: int) -> set[str]:
-        if number == 1:
+    # ---- the passes over the web (in this process; recall_sharded.py runs them as shard tasks) ----
+    def _kept_ids(self, number: int) -> set[str]:
+        if number < 1:
             return set()
-        return {str(r["id"]) for r in iter_records(self.round_dir(number - 1) / "kept.jsonl")}
+        return {str(r["id"]) for r in iter_records(self.round_dir(number) / "kept.jsonl")}
 
     def _positives(self, number: int) -> dict[str, str]:
         """Seed texts plus every earlier round's new positives, by id."""
@@ -192,25 +203,45 @@ class RecallRun:
                 positives[str(record["id"])] = str(record["text"])
         return positives
 
-    def _negatives(self, number: int, count: int, excluded: set[str]) -> list[str]:
-        """A uniform sample (reservoir) of `count` web pages that are neither positives nor already
-        collected (ours: the paper samples CC at random, where math is rare; excluding what we know
-        is math keeps it out of the negatives on a web where it is not rare)."""
-        count = min(count, self.config.train.negatives)
-        rng = random.Random(self.config.seed * 1000 + number)
-        sample: list[str] = []
-        seen = 0
-        for record in iter_texts(self.inputs.web):
-            if str(record.get("id")) in excluded:
-                continue
-            seen += 1
-            if len(sample) < count:
-                sample.append(str(record.get("text", "")))
-            else:
-                slot = rng.randrange(seen)
-                if slot < count:
-                    sample[slot] = str(record.get("text", ""))
-        return sample
+    def _negatives(self, number: int, count: int, positives: set[str]) -> list[str]:
+        """The `count` web pages of lowest negative priority (recall_rules.py) that are neither
+        positives nor kept by the previous round (ours: the paper samples CC at random, where math is
+        rare; excluding what we know is math keeps it out of the negatives on a web where it is not)."""
+        excluded = positives | self._kept_ids(number - 1)
+        eligible = (
+            (
+                negative_priority(self.config.seed, number, str(r.get("id"))),
+                str(r.get("id")),
+                str(r.get("text", "")),
+            )
+            for r in iter_texts(self.inputs.web)
+            if str(r.get("id")) not in excluded
+        )
+        return [text for _, _, text in heapq.nsmallest(count, eligible)]
+
+    def _select(self, number: int, model_path: Path) -> Selection:
+        """Scores every page, keeps the top ones (recall_rules.keep_step) and writes kept.jsonl."""
+        kept_path = self.round_dir(number) / "kept.jsonl"
+        scored = self._score_web(MathModel.load(model_path, self.config.train.max_chars))
+        floor = candidate_floor(
+            self.config.keep_tokens, self.config.keep_threshold, self.config.candidate_floor
+        )
+        keep_at = keep_step(token_histogram(scored.q, scored.tokens), self.config.keep_tokens, floor)
+        chosen = np.flatnonzero(scored.q >= keep_at).tolist()
+        if not kept_path.exists():
+            write_records_atomic(
+                kept_path,
+                (
+                    {"id": scored.ids[i], "url": scored.urls[i], "score": score_value(int(scored.q[i]))}
+                    for i in chosen
+                ),
+            )
+        kept = {scored.ids[i] for i in chosen}
+        counts = PrefixCounts()
+        for page_id, url in zip(scored.ids, scored.urls, strict=True):
+            counts.add(url, self.config.prefix_depth, page_id in kept)
+        math_kept = None if self.truth is None else sum(self.truth.get(i, False) for i in kept)
+        return Selection(len(kept), counts, math_kept)
 
     def _score_web(self, model: MathModel) -> _Scored:
         ids: list[str] = []
@@ -222,7 +253,7 @@ class RecallRun:
             text = str(record.get("text", ""))
             ids.append(str(record["id"]))
             urls.append(str(record.get("url", "")))
-            tokens.append(len(text.split()))
+            tokens.append(page_tokens(text))
             batch.append(text)
             if len(batch) >= self.config.score_batch:
                 parts.append(model.score(batch))
@@ -230,25 +261,15 @@ class RecallRun:
         if batch:
             parts.append(model.score(batch))
         scores = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-        return _Scored(ids, urls, scores, np.asarray(tokens, dtype=np.int64))
+        return _Scored(ids, urls, quantize(scores), np.asarray(tokens, dtype=np.int64))
 
-    def _keep(self, scored: _Scored) -> list[int]:
-        """Indexes of kept pages: the top pages by score within keep_tokens, else score >= threshold."""
-        if self.config.keep_tokens:
-            order = np.argsort(-scored.scores, kind="stable")
-            within = np.cumsum(scored.tokens[order]) <= self.config.keep_tokens
-            return sorted(order[within].tolist())
-        return np.flatnonzero(scored.scores >= self.config.keep_threshold).tolist()
-
-    def _collected_flags(self, kept: set[str]) -> Iterator[tuple[str, bool]]:
-        for record in iter_texts(self.inputs.web):
-            yield str(record.get("url", "")), str(record["id"]) in kept
-
-    def _grow_seed(self, directory: Path, kept: set[str], positives: set[str], approved: list[str]) -> int:
+    def _grow(self, number: int, positives: set[str], approved: list[str]) -> Growth:
         """Writes the uncollected pages under approved prefixes (not yet positives) as new positives."""
-        path = directory / "new_positives.jsonl"
+        path = self.round_dir(number) / "new_positives.jsonl"
+        kept = self._kept_ids(number)
+        new = len(kept - self._kept_ids(number - 1))
         if path.exists():
-            return sum(1 for _ in iter_records(path))
+            return Growth(sum(1 for _ in iter_records(path)), new)
 
         def chosen() -> Iterator[dict[str, Any]]:
             for record in iter_texts(self.inputs.web):
@@ -259,14 +280,7 @@ class RecallRun:
                 if any(under_prefix(url, prefix) for prefix in approved):
                     yield {"id": page_id, "url": url, "text": record.get("text", "")}
 
-        return write_records_atomic(path, chosen())
-
-    def _accuracy(self, kept: set[str]) -> dict[str, float]:
-        if self.truth is None:
-            return {}
-        math = {page for page, is_math in self.truth.items() if is_math}
-        hits = len(kept & math)
-        return {"recall": round(hits / max(1, len(math)), 4), "precision": round(hits / max(1, len(kept)), 4)}
+        return Growth(write_records_atomic(path, chosen()), new)
 
 
 def run_recall(inputs: RecallInputs, out: Path, config: RecallConfig) -> RecallResult:

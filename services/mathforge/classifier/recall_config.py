@@ -25,6 +25,9 @@ class RecallConfig:
     stop_new_share: float = 0.02  # §1: round 4 collected ~98% already collected in round 3
     keep_threshold: float = 0.5  # ours: keep pages with P(math) >= this, when keep_tokens is 0
     keep_tokens: int = 0  # §1 kept the top 40B tokens in round 1; 0 = use keep_threshold
+    # ours: with keep_tokens, pages scoring below this are never kept (bounds the candidates a
+    # scoring shard writes; the budget's threshold is raised to it when it falls lower)
+    candidate_floor: float = 0.5
     prefix_depth: int = 1  # ours: URL path segments in a proposed prefix
     min_prefix_pages: int = 5  # ours: collected pages a prefix needs to be proposed
     min_prefix_share: float = 0.1  # ours: least collected share of a proposed prefix (and >= its domain's)
@@ -36,7 +39,13 @@ class RecallConfig:
     def validate(self) -> None:
         if self.max_rounds < 1:
             raise ValueError(f"max_rounds {self.max_rounds} must be at least 1")
-        for name in ("domain_share", "stop_new_share", "keep_threshold", "min_prefix_share"):
+        for name in (
+            "domain_share",
+            "stop_new_share",
+            "keep_threshold",
+            "min_prefix_share",
+            "candidate_floor",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} {value} must be within 0..1")
