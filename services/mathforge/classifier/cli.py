@@ -2,6 +2,8 @@
 
 mathforge data recall --generate 20000 --out runs/recall          # miniature web, unattended
 mathforge data recall --web corpus/ --seed owm.jsonl --out runs/r --config configs/paper-7b/recall.yaml
+mathforge data recall --web /data/web --out /data/runs/r --executor k8s --dry-run   # print the Jobs
+mathforge data recall-map --task runs/r/round-1/score/task.json --index 3     # one shard task
 mathforge data score --input corpus/ --model runs/r/round-3/model.bin --shard 3/16
 """
 
@@ -15,9 +17,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mathforge.classifier.model import MathModel
 from mathforge.classifier.recall import RecallInputs, run_recall
 from mathforge.classifier.recall_config import RecallConfig
+from mathforge.classifier.recall_executor import (
+    K8sExecutor,
+    K8sSettings,
+    LocalExecutor,
+    build_job,
+    check_mounted,
+)
+from mathforge.classifier.recall_map import PHASES, run_task
+from mathforge.classifier.recall_sharded import run_recall_sharded
 from mathforge.corpus import (
     iter_records,
     list_shards,
@@ -58,8 +71,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     recall.add_argument("--rounds", type=int, help="override max_rounds")
     recall.add_argument("--random-seed", type=int, default=0, help="generator and sampling seed")
+    recall.add_argument(
+        "--executor",
+        choices=("local", "k8s", "inprocess"),
+        default="local",
+        help="where each round's shard tasks run: a local process pool, one Kubernetes Indexed Job per "
+        "phase (the reduce runs here), or the in-process loop (no shard tasks)",
+    )
+    recall.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="local executor processes"
+    )
+    recall.add_argument("--dry-run", action="store_true", help="with --executor k8s: print round 1's Jobs")
+    k8s = recall.add_argument_group("--executor k8s")
+    defaults = K8sSettings()
+    k8s.add_argument("--namespace", default=defaults.namespace, help="namespace of the Jobs")
+    k8s.add_argument("--image", default=defaults.image, help="image with the mathforge CLI")
+    k8s.add_argument("--claim", default=defaults.claim, help="PersistentVolumeClaim holding web and run")
+    k8s.add_argument(
+        "--k8s-mount",
+        default=defaults.mount,
+        help="where pods mount the claim; --web/--out must lie under it",
+    )
+    k8s.add_argument("--parallelism", type=int, default=defaults.parallelism, help="pods per Job at once")
     recall.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.epoch=5")
     recall.set_defaults(handler=_recall)
+
+    worker = data.add_parser(
+        "recall-map", help="run one shard task of a recall round (the executors' worker)"
+    )
+    worker.add_argument("--task", required=True, type=Path, help="the phase's task.json")
+    worker.add_argument("--index", required=True, type=int, help="the shard (JOB_COMPLETION_INDEX)")
+    worker.set_defaults(handler=_recall_map)
 
     score = data.add_parser("score", help="score corpus shards with a classifier model, one slice of N")
     score.add_argument("--input", required=True, help="shard file, directory or glob")
@@ -125,7 +167,19 @@ def _recall(args: argparse.Namespace, rest: list[str]) -> int:
     if not seed.exists():
         print(f"recall: seed file {seed} does not exist (--seed-file)", file=sys.stderr)
         return 2
-    result = run_recall(RecallInputs(pages, seed, truth, args.approvals), args.out, config)
+    inputs = RecallInputs(pages, seed, truth, args.approvals)
+    if args.dry_run:
+        return _print_jobs(args, inputs)
+    if args.executor == "inprocess":
+        result = run_recall(inputs, args.out, config)
+    elif args.executor == "local":
+        if args.workers < 1:
+            print(f"recall: --workers {args.workers} must be at least 1", file=sys.stderr)
+            return 2
+        with LocalExecutor(args.workers) as executor:
+            result = run_recall_sharded(inputs, args.out, config, executor)
+    else:
+        result = run_recall_sharded(inputs, args.out, config, K8sExecutor(_k8s_settings(args)))
     print(format_rounds(result.rounds))
     if result.waiting_for_review is not None:
         print(
@@ -134,6 +188,45 @@ def _recall(args: argparse.Namespace, rest: list[str]) -> int:
         )
         return 3
     print(f"rounds: {args.out / 'rounds.json'}")
+    return 0
+
+
+def _k8s_settings(args: argparse.Namespace) -> K8sSettings:
+    return K8sSettings(
+        namespace=args.namespace,
+        image=args.image,
+        claim=args.claim,
+        mount=args.k8s_mount,
+        parallelism=args.parallelism,
+    )
+
+
+def _print_jobs(args: argparse.Namespace, inputs: RecallInputs) -> int:
+    """Prints the Indexed Jobs of round 1's map phases as YAML documents (nothing is written)."""
+    if args.executor != "k8s":
+        print("recall: --dry-run prints Kubernetes Jobs; use it with --executor k8s", file=sys.stderr)
+        return 2
+    shards = list_shards(inputs.web)
+    settings = _k8s_settings(args)
+    try:
+        for path in (args.out, *shards):
+            check_mounted(path, settings)
+    except ValueError as exc:
+        print(f"recall: {exc}", file=sys.stderr)
+        return 2
+    documents = [build_job(args.out.resolve() / "round-1" / phase, len(shards), settings) for phase in PHASES]
+    print(yaml.safe_dump_all(documents, sort_keys=False), end="")
+    return 0
+
+
+def _recall_map(args: argparse.Namespace, rest: list[str]) -> int:
+    try:
+        done = run_task(args.task.parent, args.index)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"recall-map: {exc}", file=sys.stderr)
+        return 2
+    summary = {k: v for k, v in done.items() if not isinstance(v, list | dict)}
+    print(f"{args.task.parent.name} task {args.index}: {json.dumps(summary)}")
     return 0
 
 

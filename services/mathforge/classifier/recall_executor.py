@@ -157,7 +157,7 @@ def build_job(phase_dir: Path, tasks: int, settings: K8sSettings) -> dict[str, A
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(phase_dir), "namespace": settings.namespace, "labels": labels},
+        "metadata": {"name": job_name(phase_dir), "namespace": settings.namespace, "labels": dict(labels)},
         "spec": {
             "completionMode": "Indexed",
             "completions": tasks,
@@ -165,7 +165,7 @@ def build_job(phase_dir: Path, tasks: int, settings: K8sSettings) -> dict[str, A
             "backoffLimitPerIndex": settings.backoff_per_index,
             "ttlSecondsAfterFinished": 86400,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": dict(labels)},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
@@ -187,6 +187,16 @@ def build_job(phase_dir: Path, tasks: int, settings: K8sSettings) -> dict[str, A
     }
 
 
+def check_mounted(path: Path, settings: K8sSettings) -> None:
+    """ValueError unless `path` lies under the mount path the pods see the claim at."""
+    mount = Path(settings.mount)
+    if not path.resolve().is_relative_to(mount):
+        raise ValueError(
+            f"{path} is not under {mount}, where the pods mount claim {settings.claim}: run the command "
+            "where the claim is mounted at that same path, or set --k8s-mount"
+        )
+
+
 @dataclass
 class K8sExecutor:
     """Runs each phase as an Indexed Job and waits for it through the Kubernetes API."""
@@ -196,12 +206,7 @@ class K8sExecutor:
     def run(self, phase_dir: Path, tasks: int) -> None:
         if not unfinished(phase_dir, tasks):
             return
-        mount = Path(self.settings.mount)
-        if not phase_dir.resolve().is_relative_to(mount):
-            raise ValueError(
-                f"{phase_dir} is not under {mount}, where the pods mount claim {self.settings.claim}: "
-                "run the command where the claim is mounted at the same path (--k8s-mount)"
-            )
+        check_mounted(phase_dir, self.settings)
         from kubernetes import client, config  # only this executor needs the client
 
         try:
