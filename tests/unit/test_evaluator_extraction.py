@@ -16,6 +16,11 @@ CASES = [
     ("first \\boxed{1} then \\boxed{2}", "1, 2", "boxes"),  # several distinct boxes: one answer
     ("\\boxed{2}, so again \\boxed{ 2 }", "2", "boxed"),  # a box repeated counts once
     ("\\boxed {  x+1 }", "x+1", "boxed"),
+    ("so \\boxed{9}.<|im_end|>\n<|endoftext|>", "9", "boxed"),  # chat-template tokens cut first
+    ("so \\boxed{\\frac{2}{3}", "\\frac{2}{3}", "boxed"),  # a box left open at the end
+    ("Answer $ 17 $", "17", "the_answer_is"),
+    ("**Final Answer:** $x = -4$", "x = -4", "the_answer_is"),
+    ("3:00 p.m.", "3:00 p.m", "bare"),
     (
         "Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.",
         "\\frac{3}{4}",

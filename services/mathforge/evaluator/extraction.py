@@ -33,8 +33,8 @@ _FINAL_ANSWER_START = "final answer is"
 _FINAL_ANSWER_END = "i hope it is correct"
 _THE_ANSWER_IS = re.compile(
     r"(?:the\s+(?:final\s+)?answer\s+is|final\s+answer\s*\**\s*:"
-    # "Answer: 5" or "Answer $ 5 $" opening a line
-    r"|(?:^|(?<=\n))[*# \t]{0,8}answer\s*\**\s*(?::|(?=\s*\$))"
+    # "Answer: 5" or "Answer $ 5 $" opening a line, followed by math, not by a sentence
+    r"|(?:^|(?<=\n))[*# \t]{0,8}answer\s*\**\s*:?\**(?=\s*(?:\$|\\[(\[]|\\boxed|[-+(\[{\d]))"
     r"|答案[是为：:]|答[：:]|所以[，,]?\s*答案[是为])\s*\**\s*[:：]?\s*"
     r"(.+?)(?=\n\n|\n(?=[A-Z])|\Z|\.\s|。)",
     re.IGNORECASE | re.DOTALL,
