@@ -24,10 +24,16 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """redis-server with append-only persistence (appendfsync always), in `directory`."""
+    """redis-server with append-only persistence (appendfsync always), in `directory`.
 
-    def __init__(self, directory: Path):
+    appendonly=False runs it as a plain `redis-server` would keep data (snapshots only);
+    password sets requirepass. `restart(wipe=True)` brings it back on the same port with no data.
+    """
+
+    def __init__(self, directory: Path, appendonly: bool = True, password: str = ""):
         self.directory = directory
+        self.appendonly = appendonly
+        self.password = password
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -35,13 +41,27 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password or None, socket_connect_timeout=2)
+
+    def restart(self, wipe: bool = False) -> RedisServer:
+        """Stops the server and starts it again on the same port; wipe=True deletes its data first."""
+        self.stop()
+        if wipe:
+            shutil.rmtree(self.directory)
+        return self.start(port=self.port)
+
+    def start(self, port: int = 0) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (scripts/install-system-deps.sh)")
         self.directory.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
-            self.port = _free_port()
+            self.port = port or _free_port()
+            persistence = ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+            if not self.appendonly:
+                persistence = ["--appendonly", "no", "--save", "3600 1 300 100 60 10000"]
+            auth = ["--requirepass", self.password] if self.password else []
             self.process = subprocess.Popen(
                 [
                     binary,
@@ -51,12 +71,8 @@ class RedisServer:
                     "127.0.0.1",
                     "--dir",
                     str(self.directory),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
+                    *persistence,
+                    *auth,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -64,7 +80,9 @@ class RedisServer:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.process.poll() is None:
                 try:
-                    redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                    redis.Redis(
+                        port=self.port, password=self.password or None, socket_connect_timeout=0.2
+                    ).ping()
                     return self
                 except redis.ConnectionError:
                     time.sleep(0.05)
