@@ -20,7 +20,7 @@ from mathforge.training.grpo.publish import WeightPublisher
 from mathforge.training.grpo.questions import Question, QuestionPool
 from mathforge.training.grpo.rollout import Rollout, step_end_tokens
 from mathforge.training.grpo.services import StaleSampleError, check_versions
-from mathforge.training.grpo.update import policy_update
+from mathforge.training.grpo.update import UpdateSettings, policy_update
 from mathforge.v1 import sampler_pb2
 
 BASE = {"model": {"init_from": "/models/sft"}, "task": {"synthetic_problems": 10}}
@@ -154,7 +154,8 @@ def test_update_is_the_same_for_any_micro_batch_size(tiny, aggregation):
         )
         policy, reference = copy.deepcopy(tiny), copy.deepcopy(tiny)
         engine = build_engine(config, policy, env)
-        stats = policy_update(engine, reference, rollout, advantages, config, env, step_seed=5, pad_id=0)
+        settings = UpdateSettings.from_config(config, off_policy=False)
+        stats = policy_update(engine, reference, rollout, advantages, settings, env, step_seed=5, pad_id=0)
         results.append((stats, policy.state_dict()["model.layers.0.mlp.up_proj.weight"].clone()))
     (whole, whole_weights), (split, split_weights) = results
     assert whole.optimizer_steps == split.optimizer_steps == 2  # mu = 2 passes

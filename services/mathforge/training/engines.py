@@ -1,8 +1,13 @@
 """Engines wrap a model with its optimizer and schedule for one way of distributing it.
 
     engine = build_engine(config, model, dist_env)
-    loss = compute_loss(engine.module, batch); engine.backward(loss)   # per micro-step
+    with engine.micro_step(last=i == n - 1) as model:                  # per micro-step
+        engine.backward(compute_loss(model, batch))
     grad_norm = engine.step()                                           # per optimizer step
+
+Both satisfy `TrainEngine`. A caller whose optimizer steps always take the configured number of
+micro-steps may leave `last` out (the engine counts); one whose batches vary in size (GRPO with
+dynamic sampling) says which micro-step is the last, and the gradient all-reduce happens there.
 
 DDPEngine: torch DistributedDataParallel (gloo on CPU, nccl on GPU), torch AdamW, gradient
 accumulation with no_sync. DeepSpeedEngine: ZeRO stage 2/3 (optionally with CPU offload) from a
@@ -15,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file
@@ -38,6 +44,37 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
         if param.requires_grad:
             (decay if param.dim() >= 2 else no_decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class TrainEngine(Protocol):
+    """What a training loop drives, whatever distributes the model."""
+
+    module: torch.nn.Module  # the bare model (for scoring, saving, publishing)
+    loss_multiplier: float  # multiply a loss normalised over the global batch by this before backward
+
+    def micro_step(self, last: bool | None = None) -> AbstractContextManager[torch.nn.Module]:
+        """The model to run one micro-batch's forward on. `last` says whether this micro-step ends the
+        optimizer step (its backward all-reduces the gradients); None = count to the accumulation
+        the engine was built with."""
+        ...
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def step(self) -> float:
+        """Applies the optimizer step; returns the gradient norm before clipping."""
+        ...
+
+    def lr(self) -> float: ...
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def load(self, directory: Path) -> None: ...
+
+
+class UnsyncedGradientsError(RuntimeError):
+    """An optimizer step was asked for before the gradients of its micro-steps were all-reduced."""
 
 
 class DDPEngine:
@@ -65,26 +102,34 @@ class DDPEngine:
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.batch.steps)
         self.grad_clip = optim.grad_clip
         self._micro = 0
+        self._unsynced = False
         # A loss normalised over the whole global batch must be multiplied back by the world size,
         # because DDP averages gradients over processes.
         self.loss_multiplier = float(env.world_size)
 
     @contextlib.contextmanager
-    def micro_step(self) -> Iterator[torch.nn.Module]:
+    def micro_step(self, last: bool | None = None) -> Iterator[torch.nn.Module]:
         """The model to run forward on; skips the gradient all-reduce until the last micro-step."""
-        last = (self._micro + 1) % self.accumulation == 0
+        if last is None:
+            last = (self._micro + 1) % self.accumulation == 0
         if isinstance(self.wrapped, DistributedDataParallel) and not last:
             with self.wrapped.no_sync():
                 yield self.wrapped
         else:
             yield self.wrapped
         self._micro += 1
+        self._unsynced = not last
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
     def step(self) -> float:
         """Clips, updates, advances the schedule; returns the gradient norm before clipping."""
+        if self._unsynced:
+            raise UnsyncedGradientsError(
+                "optimizer step after a micro-step not marked last: its gradients were never all-reduced"
+            )
+        self._micro = 0
         norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip or float("inf"))
         self.optimizer.step()
         self.scheduler.step()
@@ -131,18 +176,27 @@ class DeepSpeedEngine:
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, factor),
         )
         self.module = self.engine.module
+        self._unsynced = False
         # DeepSpeed averages over processes too; the accumulation scaling is switched off in backward.
         self.loss_multiplier = float(env.world_size)
 
     @contextlib.contextmanager
-    def micro_step(self) -> Iterator[torch.nn.Module]:
+    def micro_step(self, last: bool | None = None) -> Iterator[torch.nn.Module]:
+        if last is not None:
+            # overrides DeepSpeed's own count: its reduction and optimizer step follow the caller
+            self.engine.set_gradient_accumulation_boundary(last)
         yield self.engine
+        self._unsynced = last is False
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss, scale_wrt_gas=False)
         self.engine.step()  # an optimizer step only at the accumulation boundary
 
     def step(self) -> float:
+        if self._unsynced:
+            raise UnsyncedGradientsError(
+                "optimizer step after a micro-step not marked last: DeepSpeed has not stepped"
+            )
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 
@@ -200,7 +254,9 @@ def deepspeed_config(config: TrainConfig, env: DistEnv, accumulation: int) -> di
     return ds
 
 
-def build_engine(config: TrainConfig, model: torch.nn.Module, env: DistEnv) -> DDPEngine | DeepSpeedEngine:
+def build_engine(config: TrainConfig, model: torch.nn.Module, env: DistEnv) -> TrainEngine:
+    """The engine `config.engine.kind` names; `accumulation` is only the default count of micro-steps
+    per optimizer step (callers that pass `last` to micro_step decide it per step)."""
     accumulation = config.accumulation_steps(env.world_size)
     if config.engine.kind == "deepspeed":
         return DeepSpeedEngine(config, model, env, accumulation)

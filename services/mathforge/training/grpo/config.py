@@ -51,6 +51,17 @@ class RolloutConfig:
     prompts_per_call: int = option(
         8, "questions per Generate call (keeps each call under the sampler's limits)"
     )
+    max_staleness: int = option(
+        0,
+        "0 = on-policy (PAPER.md 4: sample from v only once v is published); k >= 1 = the next batches "
+        "are sampled in the background from weights at most k versions older than the trainer's",
+    )
+    dynamic_sampling: bool = option(
+        False, "drop groups whose rewards are all equal and draw more questions to refill (DAPO)"
+    )
+    max_extra_draws: int = option(
+        2, "dynamic sampling: at most this many refill rounds per batch; then the batch trains short"
+    )
 
 
 @dataclasses.dataclass
@@ -67,6 +78,9 @@ class ObjectiveConfig:
     std_estimator: str = option("population", "group std: population (n) or sample (n-1, TRL's)")
     std_eps: float = option(1e-4, "added to the group std before dividing (TRL's value)")
     scale_rewards: bool = option(True, "divide by the group std (False: only subtract the mean)")
+    importance_cap: float = option(
+        2.0, "off-policy samples: cap of the importance weight pi_old / pi_sampler (docs/grpo.md)"
+    )
 
     def clip(self) -> ClipConfig:
         return ClipConfig(self.clip_eps, self.clip_eps_high or self.clip_eps, self.beta)
@@ -176,6 +190,18 @@ class GrpoConfig(TrainConfig):
             (r.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1"),
             (r.temperature > 0, "rollout.temperature must be > 0: GRPO samples from pi_old"),
             (r.prompts_per_call >= 1, "rollout.prompts_per_call must be >= 1"),
+            (r.max_staleness >= 0, f"rollout.max_staleness must be >= 0, got {r.max_staleness}"),
+            (r.max_extra_draws >= 0, f"rollout.max_extra_draws must be >= 0, got {r.max_extra_draws}"),
+            (
+                o.importance_cap >= 1,
+                f"objective.importance_cap must be >= 1 (a weight cap below 1 shrinks every token), "
+                f"got {o.importance_cap}",
+            ),
+            (
+                r.max_staleness == 0 or not it.retrain_reward_model,
+                "rollout.max_staleness >= 1 with iterative.retrain_reward_model is not supported: "
+                "batches in flight would be scored by the reward model being replaced",
+            ),
             (
                 o.mu >= 1 and o.updates_per_step >= 1,
                 "objective.mu and objective.updates_per_step must be >= 1",

@@ -2,20 +2,27 @@
 
     torchrun --nproc_per_node=1 -m mathforge.training.grpo --config configs/tiny/grpo.yaml
 
-Each step: take the next questions; sample G outputs each from the published policy version v;
-score them; compute group-relative advantages; run mu clipped updates with the k3 KL to pi_ref;
-publish the weights as v+1 and make the sampler load them; log the step's metrics; checkpoint.
+Each step: take the next scored batch from the rollout source (G outputs per question, sampled
+from the published policy version v, or with rollout.max_staleness = k from a version at most k
+behind while the trainer was updating); compute group-relative advantages; run mu clipped updates
+with the k3 KL to pi_ref; publish the weights as v+1 and make the sampler load them; log the step's
+metrics; checkpoint.
 Every `iterative.every` steps the reward model is retrained on fresh policy samples with replay and
 pi_ref is reset to the current policy. A step's effects (optimizer step, published version,
 question position) are committed together by its checkpoint, so a run killed at any moment and
-restarted repeats no committed step and loses none.
+restarted repeats no committed step and loses none. The question position committed is the one
+after the last batch trained on: batches sampled ahead and not yet trained on are drawn again, in
+the same order, by the resumed run, so each question is trained on exactly once.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -32,16 +39,25 @@ from mathforge.training.distributed import (
 )
 from mathforge.training.engines import build_engine
 from mathforge.training.grpo.advantages import outcome_advantages, process_token_advantages
+from mathforge.training.grpo.batches import BatchCollector
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.evaluation import held_out_accuracy, held_out_questions
 from mathforge.training.grpo.iterative import RewardModelTrainer, record_samples
 from mathforge.training.grpo.publish import WeightPublisher
 from mathforge.training.grpo.questions import QuestionPool
-from mathforge.training.grpo.rollout import Rollout, sample_groups, score_rollout
+from mathforge.training.grpo.rollout import Rollout
+from mathforge.training.grpo.rollout_source import (
+    LatestPolicyLink,
+    OnPolicySource,
+    OverlappedSource,
+    RolloutSource,
+    VersionRegistry,
+    check_staleness,
+)
 from mathforge.training.grpo.services import LoadedModel, ServiceLink
 from mathforge.training.grpo.state import RunState
-from mathforge.training.grpo.step_metrics import step_metrics
-from mathforge.training.grpo.update import policy_update
+from mathforge.training.grpo.step_metrics import rollout_source_metrics, step_metrics
+from mathforge.training.grpo.update import UpdateSettings, policy_update
 from mathforge.training.metrics import TrainMetrics
 
 log = logging.getLogger(__name__)
@@ -71,6 +87,8 @@ class GrpoRun:
         self.pool = QuestionPool.from_config(config.task, config.seed)
         self.state = RunState(reference=config.model.init_from)
         self.link = ServiceLink(config.services)
+        self.versions = VersionRegistry()  # the one record of the policy versions this run published
+        self.settings = UpdateSettings.from_config(config, off_policy=config.rollout.max_staleness > 0)
         self.publisher = WeightPublisher(
             config.services.publish_dir or self.out / "published", config.services.keep_versions
         )
@@ -102,9 +120,14 @@ class GrpoRun:
             path = self.publisher.write(self.policy, self.tokenizer, version, state_dict)
             self.link.load_policy(version, str(path))
         barrier()
-        self.link.policy = LoadedModel(version, str(self.publisher.path_of(version)))
-        self.state.weights_version = version
+        self.serving(version)
         return time.perf_counter() - began
+
+    def serving(self, version: int) -> None:
+        """Records that the sampler serves `version`: for this link's guard and for the registry."""
+        path = str(self.publisher.path_of(version))
+        self.link.policy = LoadedModel(version, path)
+        self.versions.publish(version, path)
 
     def sync_policy(self) -> None:
         """At (re)start: make the sampler serve exactly this policy under a version it accepts.
@@ -119,9 +142,9 @@ class GrpoRun:
         served = int(all_reduce_sum(served, self.env.device))
         known = self.state.weights_version
         if known and served == known and self.publisher.path_of(known).is_dir():
-            self.link.policy = LoadedModel(known, str(self.publisher.path_of(known)))
-            return
-        self.publish(max(served, known) + 1)
+            self.serving(known)
+        else:
+            self.publish(max(served, known) + 1)
         if self.state.reward_model_version:
             # the link's Score guard reloads it if the reward service no longer serves this version
             self.link.reward_models[self.config.iterative.reward_model_kind] = LoadedModel(
@@ -129,14 +152,24 @@ class GrpoRun:
             )
 
     # ---- one step --------------------------------------------------------------------------
-    def rollout(self, step: int) -> Rollout:
-        per_rank = self.config.rollout.questions_per_step // self.env.world_size
-        questions = self.pool.take(self.config.rollout.questions_per_step)
-        mine = questions[self.env.rank * per_rank : (self.env.rank + 1) * per_rank]
-        seed = self.config.seed * 1_000_003 + step * 101 + self.env.rank
-        rollout = sample_groups(self.link, self.tokenizer, mine, self.config, seed)
-        score_rollout(self.link, self.tokenizer, rollout, self.config)
-        return rollout
+    def rollout_source(self, first_batch: int) -> RolloutSource:
+        """Batches from `first_batch` on: sampled on demand, or ahead in the background when
+        rollout.max_staleness >= 1 (its own link and tokenizer, so no state is shared with the
+        trainer's thread but the version registry and the question pool it alone draws from)."""
+        config, env = self.config, self.env
+        bound = config.rollout.max_staleness
+        if bound == 0:
+            collect = BatchCollector(
+                self.pool, self.link, self.link, self.tokenizer, config, env.rank, env.world_size
+            )
+            return OnPolicySource(collect, first_batch)
+        link = ServiceLink(config.services)
+        link.reward_models = dict(self.link.reward_models)
+        latest = LatestPolicyLink(link, self.versions, config.services.load_timeout_s)
+        collect = BatchCollector(
+            self.pool, latest, latest, copy.deepcopy(self.tokenizer), config, env.rank, env.world_size
+        )
+        return OverlappedSource(collect, self.versions, bound, first_batch, end_batch=config.batch.steps)
 
     def advantages(self, rollout: Rollout) -> torch.Tensor:
         objective = self.config.objective
@@ -151,9 +184,15 @@ class GrpoRun:
             )
         return outcome_advantages(rollout.rewards, rollout.group_size, objective.normalisation())
 
-    def step(self, step: int) -> dict[str, float]:
+    def step(self, step: int, source: RolloutSource) -> tuple[Rollout, dict[str, float]]:
         began = time.perf_counter()
-        rollout = self.rollout(step)
+        rollout = source.next()
+        waited = time.perf_counter() - began
+        if rollout.batch != step:
+            raise RuntimeError(f"step {step} got batch {rollout.batch}: the rollout source lost its place")
+        staleness = check_staleness(
+            rollout.output_versions(), self.versions.current.version, self.config.rollout.max_staleness
+        )
         advantages = self.advantages(rollout)
         update_began = time.perf_counter()
         self.policy.train()
@@ -162,7 +201,7 @@ class GrpoRun:
             self.reference,
             rollout,
             advantages,
-            self.config,
+            self.settings,
             self.env,
             step_seed=self.config.seed * 7_919 + step,
             pad_id=self.pad_id,
@@ -170,35 +209,41 @@ class GrpoRun:
         update_seconds = time.perf_counter() - update_began
         if self.rm_trainer is not None and self.env.is_main:
             record_samples(self.rm_trainer, rollout, self.config, step)
-        publish_seconds = self.publish(self.state.weights_version + 1)
+        publish_seconds = self.publish(self.versions.current.version + 1)
         values = step_metrics(rollout, advantages, stats, self.env)
+        values.update(
+            rollout_source_metrics(rollout, staleness, self.config.rollout.questions_per_step, self.env)
+        )
         values.update(
             {
                 "time_sampling_s": rollout.sample_seconds,
                 "time_scoring_s": rollout.score_seconds,
                 "time_updating_s": update_seconds,
                 "time_publishing_s": publish_seconds,
+                "time_waiting_s": waited,
                 "step_seconds": time.perf_counter() - began,
                 "lr": self.engine.lr(),
-                "weights_version": float(self.state.weights_version),
+                "weights_version": float(self.versions.current.version),
                 "service_recoveries": float(self.link.recoveries),
+                "rollouts_pending": float(source.pending()),
             }
         )
         values["tokens_per_s"] = values["response_tokens"] / max(values["step_seconds"], 1e-9)
-        return values
+        return rollout, values
 
     # ---- iterative RL ----------------------------------------------------------------------
     def next_iteration(self, step: int) -> None:
         """Retrains and reloads the RM (when configured) and resets pi_ref to the current policy."""
         iteration = step // self.config.iterative.every
+        kind = self.config.iterative.reward_model_kind
         if self.rm_trainer is not None:
             version = 0
+            loaded = self.link.reward_models.get(kind)
             if self.env.is_main:
                 path = str(self.rm_trainer.retrain(iteration, step))
-                kind = self.config.iterative.reward_model_kind
-                version = self.link.load_reward_model(kind, self.state.reward_model_version + 1, path)
-            self.state.reward_model_version = int(all_reduce_sum(version, self.env.device))
-            self.state.reward_model_path = str(self.rm_trainer.model_dir(iteration))
+                version = self.link.load_reward_model(kind, (loaded.version if loaded else 0) + 1, path)
+            version = int(all_reduce_sum(version, self.env.device))
+            self.link.reward_models[kind] = LoadedModel(version, str(self.rm_trainer.model_dir(iteration)))
         reference = self.out / "reference" / f"iteration-{iteration}"
         state_dict = self.engine.full_state_dict()
         if self.env.is_main:
@@ -214,7 +259,7 @@ class GrpoRun:
             step=step,
             iteration=iteration,
             reference=str(reference),
-            reward_model_version=self.state.reward_model_version,
+            reward_model_version=loaded.version if (loaded := self.link.reward_models.get(kind)) else 0,
         )
 
     def evaluate(self, step: int) -> None:
@@ -226,7 +271,29 @@ class GrpoRun:
             step=step,
             held_out_accuracy=accuracy,
             problems=self.config.eval.problems,
-            weights_version=self.state.weights_version,
+            weights_version=self.versions.current.version,
+        )
+
+    def checkpoint_state(self, rollout: Rollout) -> dict[str, Any]:
+        """The run state as of having trained on `rollout`: versions from the registry and the link."""
+        self.state.weights_version = self.versions.current.version
+        self.state.questions = rollout.pool_state
+        loaded = self.link.reward_models.get(self.config.iterative.reward_model_kind)
+        if loaded is not None:  # a reward-service restart may have moved it to a new version
+            self.state.reward_model_version, self.state.reward_model_path = loaded.version, loaded.path
+        return self.state.to_dict()
+
+    def log_batch(self, step: int, rollout: Rollout) -> None:
+        """Which questions (a short digest of each) the step trained on, and from which versions."""
+        digests = [hashlib.sha1(q.question.encode()).hexdigest()[:10] for q in rollout.questions]
+        versions = rollout.output_versions()
+        self.metrics.event(
+            "batch",
+            step=step + 1,
+            batch=rollout.batch,
+            rank=self.env.rank,
+            questions=digests,
+            versions=[min(versions, default=0), max(versions, default=0)],
         )
 
     # ---- the run ---------------------------------------------------------------------------
@@ -237,37 +304,45 @@ class GrpoRun:
         if self.start_step == 0:
             self.evaluate(0)
         losses = []
-        for step in range(self.start_step, config.batch.steps):
-            every = config.iterative.every
-            if every and step > 0 and step % every == 0 and self.state.iteration < step // every:
-                self.next_iteration(step)
-            values = self.step(step)
-            losses.append(values["loss"])
-            self.metrics.log(step + 1, values)
-            self.state.questions = self.pool.state_dict()
-            loaded_rm = self.link.reward_models.get(config.iterative.reward_model_kind)
-            if loaded_rm is not None:  # a reward-service restart may have moved it to a new version
-                self.state.reward_model_version = loaded_rm.version
-            if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
-                path = save_checkpoint(
-                    self.out,
-                    step + 1,
-                    self.engine,
-                    self.tokenizer,
-                    config,
-                    self.env,
-                    self.state.to_dict(),
-                    tokens=0,
-                )
-                self.metrics.event("checkpoint", step=step + 1, path=str(path))
-            if config.eval.every and (step + 1) % config.eval.every == 0 and step + 1 < config.batch.steps:
-                self.evaluate(step + 1)
+        source = self.rollout_source(self.start_step)
+        try:
+            for step in range(self.start_step, config.batch.steps):
+                every = config.iterative.every
+                if every and step > 0 and step % every == 0 and self.state.iteration < step // every:
+                    self.next_iteration(step)
+                rollout, values = self.step(step, source)
+                losses.append(values["loss"])
+                self.log_batch(step, rollout)
+                self.metrics.log(step + 1, values)
+                if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
+                    path = save_checkpoint(
+                        self.out,
+                        step + 1,
+                        self.engine,
+                        self.tokenizer,
+                        config,
+                        self.env,
+                        self.checkpoint_state(rollout),
+                        tokens=0,
+                    )
+                    self.metrics.event("checkpoint", step=step + 1, path=str(path))
+                if (
+                    config.eval.every
+                    and (step + 1) % config.eval.every == 0
+                    and step + 1 < config.batch.steps
+                ):
+                    self.evaluate(step + 1)
+        finally:
+            source.close()
         self.evaluate(config.batch.steps)
         final_state = self.engine.full_state_dict()
         if self.env.is_main:
             final = save_model(self.policy, self.tokenizer, self.out / "final", final_state)
             self.metrics.event(
-                "done", step=config.batch.steps, final=str(final), weights_version=self.state.weights_version
+                "done",
+                step=config.batch.steps,
+                final=str(final),
+                weights_version=self.versions.current.version,
             )
         self.metrics.close()
         self.link.close()
@@ -282,6 +357,11 @@ def run_grpo(config: GrpoConfig) -> list[float]:
             raise ValueError(
                 f"rollout.questions_per_step {config.rollout.questions_per_step} does not split "
                 f"over {env.world_size} processes"
+            )
+        if config.rollout.dynamic_sampling and env.world_size > 1:
+            raise ValueError(
+                "rollout.dynamic_sampling runs on one process: each process would refill a different "
+                "number of groups and their question orders would part"
             )
         if env.is_main:
             log.info("effective config:\n%s", dump_config(config))

@@ -9,6 +9,13 @@ Per token, with r = pi_theta / pi_old and A the token's advantage:
     kl        = pi_ref / pi_theta - log(pi_ref / pi_theta) - 1            (k3, always >= 0)
     loss      = -(surrogate - beta * kl)
 
+Off-policy samples (rollout.max_staleness >= 1) come from an older policy mu, the sampler's. Each
+token's surrogate is then weighted by the truncated importance weight of pi_old against mu, from
+the sampler's own log-probabilities (decoupled PPO: the clip still bounds pi_theta / pi_old):
+
+    w = min(pi_old / mu, cap)                                             (detached)
+    loss      = -(w * surrogate - beta * kl)
+
 Aggregation: "sequence" (the paper's; TRL's loss_type "grpo") averages each output's tokens, then the
 outputs; "token" (DAPO's; TRL's "bnpo" over one batch) averages over all tokens of the batch, so long
 outputs weigh more. Both take their denominators from the whole update batch, so splitting a batch
@@ -55,20 +62,43 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1
 
 
+@dataclass
+class ImportanceWeights:
+    """Truncated importance weights of the behaviour policy's tokens, all (N, T), detached."""
+
+    weights: torch.Tensor  # min(pi_old / mu, cap)
+    capped: torch.Tensor  # bool: pi_old / mu was above the cap
+
+
+def truncated_importance_weights(
+    old_logp: torch.Tensor, behaviour_logp: torch.Tensor, cap: float
+) -> ImportanceWeights:
+    """w = min(exp(log pi_old - log mu), cap): how much more likely pi_old makes each sampled token
+    than the policy that sampled it, truncated so that one rare token cannot dominate the batch."""
+    if cap < 1:
+        raise ValueError(f"the importance weight cap must be >= 1, got {cap}")
+    raw = torch.exp((old_logp - behaviour_logp).detach())
+    return ImportanceWeights(raw.clamp(max=cap), raw > cap)
+
+
 def token_terms(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
     ref_logp: torch.Tensor | None,
     advantages: torch.Tensor,
     clip: ClipConfig,
+    importance: torch.Tensor | None = None,
 ) -> TokenTerms:
-    """The clipped surrogate and KL of every token. `advantages` is (N,) or (N, T)."""
+    """The clipped surrogate and KL of every token. `advantages` is (N,) or (N, T); `importance`, when
+    given, weights each token's surrogate (the behaviour correction of off-policy samples)."""
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1)
     ratio = torch.exp(logp - old_logp)
     unclipped = ratio * advantages
     clipped_ratio = torch.clamp(ratio, 1 - clip.eps_low, 1 + clip.eps_high)
     surrogate = torch.min(unclipped, clipped_ratio * advantages)
+    if importance is not None:
+        surrogate = importance * surrogate
     loss = -surrogate
     if clip.beta != 0.0:
         if ref_logp is None:

@@ -1,7 +1,9 @@
 """One rollout: G outputs per question from the sampler, scored by the reward service.
 
-    rollout = collect_rollout(link, tokenizer, questions, config, seed=step_seed)
+    rollout = sample_groups(link, tokenizer, questions, config, seed=step_seed)
+    score_rollout(link, tokenizer, rollout, config)
     rollout.rewards          # (N,) one scalar per output, groups of G contiguous
+    rollout.versions         # (N,) the weights version that produced each output
     rollout.step_ends        # per output, the policy-token index where each PRM step ends
 
 Process rewards come with character spans of each step in the response text; they are mapped onto
@@ -14,13 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.questions import Question, prompt_text
-from mathforge.training.grpo.services import ServiceLink
 from mathforge.v1 import reward_pb2, sampler_pb2
 
 REWARD_KIND = {
@@ -33,13 +35,27 @@ SCORE_ITEMS_PER_CALL = 256
 GREEDY_PROMPTS_PER_CALL = 64
 
 
+class Sampling(Protocol):
+    """What sampling needs from the sampler service (ServiceLink, or a link pinned to a version)."""
+
+    def generate(
+        self, prompts: Sequence[str], params: sampler_pb2.SamplingParams
+    ) -> sampler_pb2.GenerateResponse: ...
+
+
+class Scoring(Protocol):
+    """What scoring needs from the reward service."""
+
+    def score(self, request: reward_pb2.RewardRequest) -> reward_pb2.RewardResponse: ...
+
+
 @dataclass
 class Rollout:
     """The outputs of one step, in group order (question q's G outputs are rows q*G .. q*G+G-1)."""
 
     questions: list[Question]
     group_size: int
-    weights_version: int
+    weights_version: int  # the oldest version among the outputs
     prompt_ids: list[list[int]]  # one per question
     completion_ids: list[list[int]]  # one per output
     sampler_logprobs: list[list[float]]
@@ -49,8 +65,13 @@ class Rollout:
     correct: list[bool] = field(default_factory=list)
     step_rewards: list[list[float]] = field(default_factory=list)
     step_ends: list[list[int]] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)  # per output; empty = all weights_version
     sample_seconds: float = 0.0
     score_seconds: float = 0.0
+    batch: int = 0  # the batch's index in the run (= the step that trains on it)
+    pool_state: dict[str, int] = field(default_factory=dict)  # the question order after its last draw
+    sampled_groups: int = 0  # groups sampled for this batch (> len(questions) when groups were dropped)
+    dropped_groups: int = 0  # groups dynamic sampling dropped (all rewards equal)
 
     @property
     def size(self) -> int:
@@ -58,6 +79,62 @@ class Rollout:
 
     def prompt_of(self, output: int) -> list[int]:
         return self.prompt_ids[output // self.group_size]
+
+    def output_versions(self) -> list[int]:
+        return self.versions or [self.weights_version] * self.size
+
+    def groups(self, keep: Sequence[int]) -> Rollout:
+        """The rollout of the groups `keep` (question indices), in that order, with their scores."""
+        rows = [q * self.group_size + j for q in keep for j in range(self.group_size)]
+        versions = self.output_versions()
+
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[i] for i in rows] if values else []
+
+        kept_versions = [versions[i] for i in rows]
+        return Rollout(
+            [self.questions[q] for q in keep],
+            self.group_size,
+            min(kept_versions, default=self.weights_version),
+            [self.prompt_ids[q] for q in keep],
+            pick(self.completion_ids),
+            pick(self.sampler_logprobs),
+            pick(self.texts),
+            pick(self.truncated),
+            rewards=self.rewards[rows] if self.rewards.numel() else self.rewards,
+            correct=pick(self.correct),
+            step_rewards=pick(self.step_rewards),
+            step_ends=pick(self.step_ends),
+            versions=kept_versions,
+            sample_seconds=self.sample_seconds,
+            score_seconds=self.score_seconds,
+        )
+
+
+def join_rollouts(parts: Sequence[Rollout]) -> Rollout:
+    """One rollout of `parts`' groups in order (the parts must share the group size)."""
+    first = parts[0]
+    versions = [v for part in parts for v in part.output_versions()]
+    joined = Rollout(
+        [q for part in parts for q in part.questions],
+        first.group_size,
+        min(versions, default=first.weights_version),
+        [ids for part in parts for ids in part.prompt_ids],
+        [ids for part in parts for ids in part.completion_ids],
+        [lp for part in parts for lp in part.sampler_logprobs],
+        [t for part in parts for t in part.texts],
+        [t for part in parts for t in part.truncated],
+        rewards=torch.cat([part.rewards for part in parts]),
+        correct=[c for part in parts for c in part.correct],
+        step_rewards=[r for part in parts for r in part.step_rewards],
+        step_ends=[e for part in parts for e in part.step_ends],
+        versions=versions,
+        sample_seconds=sum(part.sample_seconds for part in parts),
+        score_seconds=sum(part.score_seconds for part in parts),
+    )
+    if any(part.group_size != first.group_size for part in parts):
+        raise ValueError("cannot join rollouts of different group sizes")
+    return joined
 
 
 def sampling_params(config: GrpoConfig, seed: int, greedy: bool = False) -> sampler_pb2.SamplingParams:
@@ -73,7 +150,7 @@ def sampling_params(config: GrpoConfig, seed: int, greedy: bool = False) -> samp
 
 
 def sample_groups(
-    link: ServiceLink,
+    link: Sampling,
     tokenizer: PreTrainedTokenizerBase,
     questions: Sequence[Question],
     config: GrpoConfig,
@@ -89,7 +166,6 @@ def sample_groups(
     for index, first in enumerate(range(0, len(prompts), chunk)):
         params = sampling_params(config, (seed * 7919 + index) & 0x7FFFFFFF, greedy)
         response = link.generate(prompts[first : first + chunk], params)
-        rollout.weights_version = int(response.weights_version)
         for result in response.results:
             if len(result.completions) != group:
                 raise RuntimeError(f"the sampler returned {len(result.completions)} samples, not {group}")
@@ -99,12 +175,14 @@ def sample_groups(
                 rollout.sampler_logprobs.append(list(completion.logprobs))
                 rollout.texts.append(completion.text)
                 rollout.truncated.append(completion.finish_reason == "length")
+                rollout.versions.append(int(completion.weights_version))
+    rollout.weights_version = min(rollout.versions, default=0)
     rollout.sample_seconds = time.perf_counter() - began
     return rollout
 
 
 def score_rollout(
-    link: ServiceLink,
+    link: Scoring,
     tokenizer: PreTrainedTokenizerBase,
     rollout: Rollout,
     config: GrpoConfig,
@@ -129,7 +207,7 @@ def score_rollout(
 
 
 def _score(
-    link: ServiceLink, rollout: Rollout, kind: str, weights: dict[str, float], penalty: float
+    link: Scoring, rollout: Rollout, kind: str, weights: dict[str, float], penalty: float
 ) -> list[reward_pb2.RewardResult]:
     items = [
         reward_pb2.RewardItem(
