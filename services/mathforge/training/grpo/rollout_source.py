@@ -152,9 +152,8 @@ class OverlappedSource:
                 if not self._wait_for(oldest):
                     return
                 self._collecting = True
-                rollout = self.collect(batch)
+                self._ready.put(self.collect(batch))
                 self._collecting = False
-                self._ready.put(rollout)
                 batch += 1
         except BaseException as exc:  # handed to the trainer's next(), which raises it
             self._ready.put(exc)
