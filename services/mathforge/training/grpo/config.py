@@ -53,7 +53,7 @@ class RolloutConfig:
     )
     max_staleness: int = option(
         0,
-        "0 = on-policy (PAPER.md 4: sample from v only once v is published); k >= 1 = the next batches "
+        "0 = on-policy (DeepSeekMath §4: sample from v only once v is published); k >= 1 = the next batches "
         "are sampled in the background from weights at most k versions older than the trainer's",
     )
     dynamic_sampling: bool = option(
