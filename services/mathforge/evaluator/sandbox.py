@@ -14,7 +14,7 @@ The steps are listed, in order, in sandbox_launcher.py; docs/security.md says wh
 from __future__ import annotations
 
 import functools
-import json
+import marshal
 import os
 import shutil
 import signal
@@ -194,7 +194,7 @@ def run_program(
     config = _launch_config(workdir, limits, settings, report_write, uid)
     try:
         child = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
+            [sys.executable, "-I", "-S", str(LAUNCHER), marshal.dumps(config).hex()],
             cwd=workdir,
             env=dict(CHILD_ENV),
             stdin=subprocess.PIPE,

@@ -3,19 +3,23 @@ reports which layers hold on a pipe it then closes, and only then executes ./mai
 the program runs before the last step, and nothing it writes reaches the parent except stdout and
 stderr; the parent decides the verdict from the exit status and the resources it measured.
 
-Started by `sandbox.run_program` as `python -I -S sandbox_launcher.py CONFIG_JSON`; never imported.
+Started by `sandbox.run_program` as `python -I -S sandbox_launcher.py CONFIG` (a marshalled dict, in
+hex); never imported.
 """
 
 from __future__ import annotations
 
-import json
+import _signal  # signal's C core: the `signal` module would import enum, ~10 ms of every run
+import marshal
 import os
 import resource
-import signal
 import sys
-import traceback
-from collections.abc import Callable
-from typing import Any
+
+# The launcher's start-up is part of every run's latency: no typing, json, enum or dataclasses.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 # Audit events the kernel refuses anyway; the hook only turns them into a readable message before
@@ -42,10 +46,10 @@ def _refuse(event: str, what: str) -> None:
     message = f"sandbox: {event} is forbidden ({what}); the program is stopped\n"
     os.write(2, message.encode("utf-8", "replace")[:1000])
     try:
-        signal.signal(signal.SIGSYS, signal.SIG_DFL)
+        _signal.signal(_signal.SIGSYS, _signal.SIG_DFL)
     except ValueError:
         pass  # not the main thread: a handler the program set may run, the PermissionError still follows
-    signal.raise_signal(signal.SIGSYS)
+    _signal.raise_signal(_signal.SIGSYS)
     raise PermissionError(f"sandbox: {event} is forbidden ({what})")
 
 
@@ -119,7 +123,7 @@ def steps(config: dict[str, Any]) -> list[tuple[str, Callable[[], str]]]:
         ):
             resource.setrlimit(which, value)
         # Python ignores SIGXFSZ; by default it ends the process, which the parent can see.
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
         return ""
 
     def capabilities() -> str:
@@ -184,7 +188,7 @@ def confine(config: dict[str, Any], report_fd: int) -> None:
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
+    config = marshal.loads(bytes.fromhex(sys.argv[1]))
     report_fd = int(config["report_fd"])
     sys.path[:0] = [config["services_root"]]
     from mathforge.evaluator.confine import EXIT_MEMORY
@@ -208,6 +212,8 @@ def main() -> None:
     except SystemExit:
         raise
     except BaseException as exc:  # the program's traceback, without the launcher's frame
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
         sys.stdout.flush()
         os._exit(1)

@@ -14,13 +14,16 @@ from __future__ import annotations
 import ctypes
 import os
 import stat
-from collections.abc import Iterable
 
 from mathforge.evaluator.confine.syscalls import (
     LANDLOCK_ADD_RULE,
     LANDLOCK_CREATE_RULESET,
     LANDLOCK_RESTRICT_SELF,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the sandbox launcher imports this module on every run: no typing at run time
+    from collections.abc import Iterable
 
 _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno as errnos
 import os
-from dataclasses import dataclass
 
 from mathforge.evaluator.confine.syscalls import AUDIT_ARCH, TABLES, X32_SYSCALL_BIT, machine
 
@@ -65,12 +64,11 @@ class SeccompError(OSError):
     """The filter could not be installed (no seccomp in this kernel, unknown architecture...)."""
 
 
-@dataclass
-class _Insn:
-    code: int
-    k: int = 0
-    jt: int | str = 0
-    jf: int | str = 0
+def _insn(
+    code: int, k: int = 0, jt: int | str = 0, jf: int | str = 0
+) -> tuple[int, int, int | str, int | str]:
+    """One BPF instruction; a jump target is an offset or the name of one of the final returns."""
+    return (code, k, jt, jf)
 
 
 def _arg(index: int, high: bool = False) -> int:
@@ -78,51 +76,51 @@ def _arg(index: int, high: bool = False) -> int:
     return 16 + 8 * index + (4 if high else 0)
 
 
-def _program(arch: str, own_pid: int) -> list[_Insn]:
+def _program(arch: str, own_pid: int) -> list[tuple[int, int, int | str, int | str]]:
     table = TABLES[arch]
-    code: list[_Insn] = [_Insn(_LD_ABS, _ARCH), _Insn(_JEQ, AUDIT_ARCH[arch], 0, "kill"), _Insn(_LD_ABS, _NR)]
+    code = [_insn(_LD_ABS, _ARCH), _insn(_JEQ, AUDIT_ARCH[arch], 0, "kill"), _insn(_LD_ABS, _NR)]
     if arch == "x86_64":
-        code.append(_Insn(_JGE, X32_SYSCALL_BIT, "kill", 0))
-    code += [_Insn(_JEQ, table[name], "kill", 0) for name in KILLED if name in table]
-    code += [_Insn(_JEQ, table[name], "eperm", 0) for name in EPERM_CALLS if name in table]
+        code.append(_insn(_JGE, X32_SYSCALL_BIT, "kill", 0))
+    code += [_insn(_JEQ, table[name], "kill", 0) for name in KILLED if name in table]
+    code += [_insn(_JEQ, table[name], "eperm", 0) for name in EPERM_CALLS if name in table]
     # clone3 passes its flags in memory the filter cannot read: ENOSYS makes glibc start threads
     # with clone, whose flags it can.
-    code.append(_Insn(_JEQ, table["clone3"], "enosys", 0))
+    code.append(_insn(_JEQ, table["clone3"], "enosys", 0))
 
-    def guarded(name: str, body: list[_Insn]) -> None:
-        code.append(_Insn(_JEQ, table[name], 0, len(body)))
+    def guarded(name: str, body: list[tuple[int, int, int | str, int | str]]) -> None:
+        code.append(_insn(_JEQ, table[name], 0, len(body)))
         code.extend(body)
 
     # clone: only threads of this process, in its namespaces.
-    guarded("clone", [_Insn(_LD_ABS, _arg(0)), _Insn(_JSET, CLONE_THREAD, 0, "kill"),
-                      _Insn(_JSET, CLONE_NEW_NAMESPACES, "kill", "allow")])  # fmt: skip
+    guarded("clone", [_insn(_LD_ABS, _arg(0)), _insn(_JSET, CLONE_THREAD, 0, "kill"),
+                      _insn(_JSET, CLONE_NEW_NAMESPACES, "kill", "allow")])  # fmt: skip
     for name in SELF_ONLY:
-        guarded(name, [_Insn(_LD_ABS, _arg(0)), _Insn(_JEQ, own_pid, "allow", "kill")])
+        guarded(name, [_insn(_LD_ABS, _arg(0)), _insn(_JEQ, own_pid, "allow", "kill")])
     for name in SELF_OR_ZERO:
         guarded(
-            name, [_Insn(_LD_ABS, _arg(0)), _Insn(_JEQ, 0, "allow", 0), _Insn(_JEQ, own_pid, "allow", "kill")]
+            name, [_insn(_LD_ABS, _arg(0)), _insn(_JEQ, 0, "allow", 0), _insn(_JEQ, own_pid, "allow", "kill")]
         )
     for name in SECOND_ZERO:
-        guarded(name, [_Insn(_LD_ABS, _arg(1)), _Insn(_JEQ, 0, "allow", "kill")])
+        guarded(name, [_insn(_LD_ABS, _arg(1)), _insn(_JEQ, 0, "allow", "kill")])
     # prlimit64(pid, resource, new, old): reading is fine, setting is not.
-    guarded("prlimit64", [_Insn(_LD_ABS, _arg(2)), _Insn(_JEQ, 0, 0, "kill"),
-                          _Insn(_LD_ABS, _arg(2, high=True)), _Insn(_JEQ, 0, "allow", "kill")])  # fmt: skip
+    guarded("prlimit64", [_insn(_LD_ABS, _arg(2)), _insn(_JEQ, 0, 0, "kill"),
+                          _insn(_LD_ABS, _arg(2, high=True)), _insn(_JEQ, 0, "allow", "kill")])  # fmt: skip
     labels = {"allow": _RET_ALLOW, "kill": _RET_KILL_PROCESS, "eperm": _RET_ERRNO | errnos.EPERM,
               "enosys": _RET_ERRNO | errnos.ENOSYS}  # fmt: skip
-    return code + [_Insn(_RET, value) for value in labels.values()]
+    return code + [_insn(_RET, value) for value in labels.values()]
 
 
-def _assemble(code: list[_Insn]) -> bytes:
+def _assemble(code: list[tuple[int, int, int | str, int | str]]) -> bytes:
     labels = {name: len(code) - 4 + i for i, name in enumerate(("allow", "kill", "eperm", "enosys"))}
     out = bytearray()
-    for at, insn in enumerate(code):
+    for at, (op, k, jt, jf) in enumerate(code):
         jumps = []
-        for target in (insn.jt, insn.jf):
+        for target in (jt, jf):
             offset = labels[target] - at - 1 if isinstance(target, str) else target
             if not 0 <= offset <= 255:
                 raise SeccompError(0, f"seccomp filter jump of {offset} at instruction {at} does not fit")
             jumps.append(offset)
-        out += int(insn.code).to_bytes(2, "little") + bytes(jumps) + int(insn.k).to_bytes(4, "little")
+        out += op.to_bytes(2, "little") + bytes(jumps) + k.to_bytes(4, "little")
     return bytes(out)
 
 
