@@ -17,7 +17,7 @@ import pytest
 from mathforge.classifier.recall import RecallInputs, run_recall
 from mathforge.classifier.recall_config import RecallConfig
 from mathforge.classifier.recall_executor import InlineExecutor, LocalExecutor
-from mathforge.classifier.recall_sharded import run_recall_sharded
+from mathforge.classifier.recall_sharded import ShardedRecallRun, run_recall_sharded
 from mathforge.classifier.web import generate_web
 
 pytestmark = pytest.mark.slow
@@ -91,6 +91,17 @@ def test_same_seed_same_scores_and_corpus_whatever_the_workers(
     run_recall_sharded(_inputs(web), tmp_path / "other", _config(seed=1, max_rounds=1), InlineExecutor())
     other = (tmp_path / "other" / "round-1" / "model.bin").read_bytes()
     assert other != (local / "round-1" / "model.bin").read_bytes(), "the seed must matter"
+
+
+def test_a_sample_bound_set_too_low_falls_back_to_the_exact_sample(
+    web: Path, local: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(ShardedRecallRun, "_sample_bound", lambda self, number, count: 2**40)
+    run_recall_sharded(_inputs(web), tmp_path / "low", _config(max_rounds=1), InlineExecutor())
+    assert (tmp_path / "low" / "round-1" / "sample-all").is_dir()
+    assert (tmp_path / "low" / "round-1" / "model.bin").read_bytes() == (
+        local / "round-1" / "model.bin"
+    ).read_bytes()
 
 
 def _partial_phase(out: Path) -> tuple[Path, set[str]] | None:

@@ -9,7 +9,7 @@ results. A task whose done file exists is finished; a killed task leaves at most
 file, and running it again rewrites both. Phases:
 
 - sample: the shard's eligible pages (not positives, not kept by the previous round) of lowest
-  negative priority, at most `count`, sorted (recall_rules.negative_priority).
+  negative priority below `bound` (when set), at most `count`, sorted (recall_rules.negative_priority).
 - score: every page scored with the round's model; the output holds the keep candidates (id, url,
   score step q >= floor); the done file the shard's token histogram over score steps and its page
   counts per URL prefix.
@@ -92,17 +92,25 @@ def run_task(phase_dir: Path, index: int) -> dict[str, Any]:
 
 def _sample(task: dict[str, Any], shard: Path, phase_dir: Path, index: int) -> dict[str, Any]:
     excluded = _positive_ids(task) | _previous_kept(task, index)
-    seed, number = task["seed"], task["round"]
-    eligible = (
-        (negative_priority(seed, number, str(r.get("id"))), str(r.get("id")), str(r.get("text", "")))
-        for r in iter_records(shard)
-        if str(r.get("id")) not in excluded
-    )
-    lowest = heapq.nsmallest(task["count"], eligible)
+    seed, number, bound = task["seed"], task["round"], task.get("bound")
+    below = 0
+
+    def eligible() -> Iterator[tuple[int, str, str]]:
+        nonlocal below
+        for r in iter_records(shard):
+            page_id = str(r.get("id"))
+            if page_id in excluded:
+                continue
+            priority = negative_priority(seed, number, page_id)
+            if bound is None or priority < bound:
+                below += 1
+                yield priority, page_id, str(r.get("text", ""))
+
+    lowest = heapq.nsmallest(task["count"], eligible())
     written = write_records_atomic(
         part_path(phase_dir, index), ({"p": p, "id": i, "text": t} for p, i, t in lowest)
     )
-    return {"sampled": written}
+    return {"sampled": written, "below": below}
 
 
 def _score(task: dict[str, Any], shard: Path, phase_dir: Path, index: int) -> dict[str, Any]:

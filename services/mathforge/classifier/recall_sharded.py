@@ -46,9 +46,9 @@ class ShardedRecallRun(RecallRun):
         self.shards = [str(p.resolve()) for p in list_shards(inputs.web)]
 
     # ---- phases ---------------------------------------------------------------------------
-    def _phase(self, number: int, phase: str, task: dict[str, Any]) -> Path:
+    def _phase(self, number: int, phase: str, task: dict[str, Any], directory: str = "") -> Path:
         """Writes the phase's task (once: a resumed phase keeps its task) and runs its map tasks."""
-        phase_dir = self.round_dir(number) / phase
+        phase_dir = self.round_dir(number) / (directory or phase)
         phase_dir.mkdir(parents=True, exist_ok=True)
         if not (phase_dir / "task.json").exists():
             write_json_atomic(
@@ -79,17 +79,37 @@ class ShardedRecallRun(RecallRun):
 
     # ---- the round's passes ---------------------------------------------------------------
     def _negatives(self, number: int, count: int, positives: set[str]) -> list[str]:
+        """The global `count` lowest-priority eligible pages. Shards send only pages below a priority
+        bound set a few times above the expected cut-off, so sampling does not copy the web; when the
+        shards together hold fewer than `count` pages below it, the bound was too low and the phase
+        runs again without one, so the sample is exactly the in-process loop's either way."""
         task = {
             "count": count,
             "positive_ids": self._positive_ids_file(number, positives),
             "previous": self._previous(number),
+            "bound": self._sample_bound(number, count),
         }
         phase_dir = self._phase(number, "sample", task)
+        if task["bound"] is not None and sum(done["below"] for done in self._done(phase_dir)) < count:
+            task["bound"] = None
+            phase_dir = self._phase(number, "sample", task, directory="sample-all")
         streams = [
             ((r["p"], r["id"], r["text"]) for r in iter_records(part_path(phase_dir, i)))
             for i in range(len(self.shards))
         ]
         return [text for _, _, text in itertools.islice(heapq.merge(*streams), count)]
+
+    def _sample_bound(self, number: int, count: int) -> int | None:
+        """A priority bound 4x the expected cut-off, from the page count (the previous round's, or one
+        estimated from the shards' sizes); None (no bound) when that would keep most pages anyway."""
+        if number > 1:
+            pages = sum(done["pages"] for done in self._done(self.round_dir(number - 1) / "score"))
+        else:
+            first = Path(self.shards[0])
+            per_byte = sum(1 for _ in iter_records(first)) / max(1, first.stat().st_size)
+            pages = int(per_byte * sum(Path(s).stat().st_size for s in self.shards))
+        share = 4.0 * count / max(1, pages)
+        return None if share >= 0.5 else int(share * 2**64)
 
     def _select(self, number: int, model_path: Path) -> Selection:
         floor = candidate_floor(
