@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from mathforge.cli import main as mathforge_main
-from mathforge.training.kueue import PRIORITY_LABEL, QUEUE_LABEL, queue_for_kueue
+from mathforge.kueue import PRIORITY_LABEL, QUEUE_LABEL, queue_for_kueue
 from mathforge.training.submit import render
 
 from tests.k8s.pytorchjob import KUBE_VERSION, load_objects, validated_pod_templates
@@ -22,7 +22,8 @@ from tests.k8s.trainjob import check_against_trainer_models
 
 REPO = Path(__file__).resolve().parents[2]
 KUEUE = REPO / "k8s" / "kueue"
-DATA_JOBS = sorted((REPO / "k8s" / "data").glob("*-indexed-job.yaml"))
+DATA = REPO / "k8s" / "data"
+DATA_JOBS = sorted(DATA.glob("*-indexed-job.yaml"))
 
 
 @pytest.fixture(autouse=True)
@@ -161,10 +162,30 @@ def test_kustomize_kueue_examples_queue_every_job_and_nothing_else(example):
     ).stdout
     objects = load_objects(built)
     jobs = [o for o in objects if o["kind"] in ("Job", "TrainJob")]
-    assert len(jobs) == {"data": len(DATA_JOBS), "trainjob": 4}[example]
+    listed = yaml.safe_load((DATA / "kustomization.yaml").read_text())["resources"]
+    assert len(jobs) == {"data": len(listed), "trainjob": 4}[example]
     for job in jobs:
         assert kueue_labels(job) == {QUEUE_LABEL: "mathforge", PRIORITY_LABEL: "mathforge-batch"}
         assert suspended(job) is True
         check_job(job)
     for other in (o for o in objects if o not in jobs):
         assert kueue_labels({"metadata": {"labels": other["metadata"].get("labels", {})}}) == {}
+
+
+def test_recall_executor_jobs_are_queued_exactly_when_asked(tmp_path) -> None:
+    """`mathforge data recall --executor k8s` builds its Indexed Jobs through the same helper."""
+    from mathforge.classifier.recall_executor import K8sSettings, build_job
+
+    phase = Path("/data/runs/recall/round-1/score")
+    plain = build_job(phase, 4, K8sSettings())
+    assert kueue_labels(plain) == {} and "suspend" not in plain["spec"]
+    queued = build_job(phase, 4, K8sSettings(queue="corpus", priority_class="batch-low"))
+    assert kueue_labels(queued) == {QUEUE_LABEL: "corpus", PRIORITY_LABEL: "batch-low"}
+    assert queued["spec"]["suspend"] is True
+    kubernetes_validate.validate(queued, KUBE_VERSION, strict=True)
+
+
+def test_recall_priority_class_without_a_queue_is_refused(capsys) -> None:
+    argv = ["data", "recall", "--web", "/data/web", "--out", "/data/runs/r", "--executor", "k8s"]
+    assert mathforge_main([*argv, "--priority-class", "x", "--dry-run"]) == 2
+    assert "--priority-class x needs --queue" in capsys.readouterr().err

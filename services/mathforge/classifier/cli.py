@@ -93,6 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where pods mount the claim; --web/--out must lie under it",
     )
     k8s.add_argument("--parallelism", type=int, default=defaults.parallelism, help="pods per Job at once")
+    k8s.add_argument(
+        "--queue", default="", help="Kueue LocalQueue; the Jobs are created suspended until admitted"
+    )
+    k8s.add_argument("--priority-class", default="", help="Kueue WorkloadPriorityClass (needs --queue)")
     recall.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.epoch=5")
     recall.set_defaults(handler=_recall)
 
@@ -131,6 +135,12 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def _recall(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.priority_class and not args.queue:
+        print(
+            f"recall: --priority-class {args.priority_class} needs --queue (a Kueue LocalQueue)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         overrides = _parse_overrides(args.overrides)
         if args.rounds is not None:
@@ -198,6 +208,8 @@ def _k8s_settings(args: argparse.Namespace) -> K8sSettings:
         claim=args.claim,
         mount=args.k8s_mount,
         parallelism=args.parallelism,
+        queue=args.queue,
+        priority_class=args.priority_class,
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mathforge.classifier.recall_map import done_path, run_task
+from mathforge.kueue import queue_for_kueue
 
 
 class MapExecutor(Protocol):
@@ -102,6 +103,8 @@ class K8sSettings:
     backoff_per_index: int = 3
     poll_seconds: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
+    queue: str = ""  # Kueue LocalQueue: the Job is created suspended until Kueue admits it
+    priority_class: str = ""  # Kueue WorkloadPriorityClass (needs queue)
 
 
 def job_name(phase_dir: Path) -> str:
@@ -154,7 +157,7 @@ def build_job(phase_dir: Path, tasks: int, settings: K8sSettings) -> dict[str, A
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    return {
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": job_name(phase_dir), "namespace": settings.namespace, "labels": dict(labels)},
@@ -185,6 +188,7 @@ def build_job(phase_dir: Path, tasks: int, settings: K8sSettings) -> dict[str, A
             },
         },
     }
+    return queue_for_kueue(job, settings.queue, settings.priority_class)
 
 
 def check_mounted(path: Path, settings: K8sSettings) -> None:

@@ -14,7 +14,7 @@ trainers build their jobs with the same function.
 
 With job.api=trainjob the same pod runs under Kubeflow Trainer v2 instead (trainjob.py: a TrainJob
 and the ClusterTrainingRuntime it names); with job.queue set either kind is labelled for Kueue and
-created suspended (kueue.py).
+created suspended (mathforge/kueue.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
+from mathforge.kueue import queue_for_kueue
 from mathforge.training.config import ConfigError, TrainConfig, dump_config
-from mathforge.training.kueue import queue_for_kueue
 
 CONFIG_DIR = "/etc/mathforge"
 DATA_DIR = "/data"

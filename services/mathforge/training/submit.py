@@ -4,7 +4,7 @@ Builds the objects for a training config (jobs.py) and creates them in the clust
 kubeconfig (or in-cluster credentials); --dry-run prints them as YAML instead. --api picks the
 operator: pytorchjob (default; training operator v1) makes a ConfigMap and a PyTorchJob, trainjob
 (Kubeflow Trainer v2) a ConfigMap, a ClusterTrainingRuntime and a TrainJob (trainjob.py). --queue
-and --priority-class label the job for Kueue and create it suspended (kueue.py). The flags are
+and --priority-class label the job for Kueue and create it suspended (mathforge/kueue.py). The flags are
 the config's job.api / job.queue / job.priority_class, so a config file can set them too.
 k8s/training/<stage>.yaml and k8s/training/trainjob/<stage>.yaml are the dry-run output for
 configs/paper-7b/<stage>.yaml (tests keep them equal).
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mathforge.data_cli import group
+from mathforge.kueue import QUEUE_LABEL
 from mathforge.training.config import ConfigError, TrainConfig, load_config
 from mathforge.training.jobs import job_manifests, manifests_yaml, to_kubeflow_model
-from mathforge.training.kueue import QUEUE_LABEL
 
 # --flag -> the config key it sets.
 JOB_FLAGS = {"api": "job.api", "queue": "job.queue", "priority_class": "job.priority_class"}

@@ -19,9 +19,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from mathforge.kueue import queue_for_kueue
 from mathforge.training.config import TrainConfig
 from mathforge.training.jobs import entry_module, job_name, labels, pod_template
-from mathforge.training.kueue import queue_for_kueue
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 API_GROUP = "trainer.kubeflow.org"
