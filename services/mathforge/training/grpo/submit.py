@@ -2,7 +2,8 @@
 
 The objects come from the training stages' job builder (training/jobs.py) with the GRPO entrypoint;
 the pods are labelled `app.kubernetes.io/component: grpo-trainer`, the label the Helm chart's
-NetworkPolicy admits to the sampler and reward services. k8s/training/grpo.yaml is the --dry-run
+NetworkPolicy admits to the sampler and reward services, and mount the chart's administrator token
+(docs/security.md). k8s/training/grpo.yaml is the --dry-run
 output for configs/paper-7b/grpo.yaml (a test keeps them equal).
 """
 
@@ -19,6 +20,9 @@ from mathforge.training.submit import add_stage_parser, dry_run_header
 STAGE = "grpo"
 MODULE = "mathforge.training.grpo"
 COMPONENT = "grpo-trainer"
+TOKEN_DIR = "/etc/mathforge/auth"
+TOKEN_FILE = f"{TOKEN_DIR}/admin-token"
+TOKEN_SECRET = {"secretName": "mathforge-auth", "items": [{"key": "admin-token", "path": "admin-token"}]}
 
 
 def _label_component(node: Any) -> None:
@@ -34,11 +38,30 @@ def _label_component(node: Any) -> None:
             _label_component(value)
 
 
+def _mount_admin_token(node: Any) -> None:
+    """Gives every trainer pod the chart's administrator token (Secret mathforge-auth): it loads
+    the policy and reward models it publishes (LoadWeights, LoadModel) and scores with them."""
+    if isinstance(node, dict):
+        if "containers" in node and "volumes" in node:
+            node["volumes"].append({"name": "auth", "secret": {**TOKEN_SECRET, "defaultMode": 0o440}})
+            for container in node["containers"]:
+                container.setdefault("env", []).append({"name": "MATHFORGE_TOKEN_FILE", "value": TOKEN_FILE})
+                container.setdefault("volumeMounts", []).append(
+                    {"name": "auth", "mountPath": TOKEN_DIR, "readOnly": True}
+                )
+        for value in node.values():
+            _mount_admin_token(value)
+    elif isinstance(node, list):
+        for value in node:
+            _mount_admin_token(value)
+
+
 def render(config_path: str, overrides: list[str]) -> tuple[list[dict[str, Any]], str]:
     """The ConfigMap and PyTorchJob for a GRPO config, and their YAML as --dry-run prints it."""
     config = load_config(GrpoConfig, ["--config", config_path, *overrides])
     objects = job_manifests(STAGE, config, module=MODULE)
     _label_component(objects)
+    _mount_admin_token(objects)
     return objects, manifests_yaml(objects, dry_run_header(STAGE, config_path, overrides))
 
 
