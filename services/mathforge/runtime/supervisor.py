@@ -109,6 +109,9 @@ class ServiceGroup:
                 str(metrics_port),
                 "--grace-s",
                 str(self.grace_s),
+                # One machine, loopback ports: no tokens (docs/security.md); overrides may say otherwise.
+                "--auth",
+                "local",
             ]
             for key, value in self.overrides.get(name, {}).items():
                 args += ["--" + key.replace("_", "-"), str(value)]
