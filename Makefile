@@ -10,12 +10,19 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lint protos bench demo up images test-vllm clean
+.PHONY: setup test test-fast lint protos bench demo up images test-vllm clean
+
+# torch's CPU build first: from a wheel already on disk or a local mirror when pip finds one (no
+# network needed), else from PyTorch's CPU index. Without this, the pin resolves on PyPI to the CUDA
+# build and gigabytes of nvidia wheels.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 $(STAMP): pyproject.toml constraints.txt
 	@bash scripts/install-system-deps.sh
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	@$(PY) -m pip install -q --no-deps --no-index torch==2.13.0 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps --index-url $(TORCH_CPU_INDEX) torch==2.13.0
 	DS_BUILD_OPS=0 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	@touch $@
 
@@ -24,6 +31,12 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check services tests bench
 	$(PY) -m pytest -q tests
+
+# The inner loop: unit and service tests without the slow ones (about a minute); `make test` is
+# the whole suite.
+test-fast: $(STAMP)
+	$(PY) -m ruff check services tests bench
+	$(PY) -m pytest -q -m "not slow" tests/unit tests/services
 
 lint: $(STAMP)
 	$(PY) -m ruff check services tests bench

@@ -62,8 +62,8 @@ def test_quick_demo_writes_report_plots_and_stops_every_service(tmp_path: Path) 
     tag = uuid.uuid4().hex
     demo = start_demo(tmp_path, tag)
     output, _ = demo.communicate(timeout=840)
-    # 0: every check holds; 3: the run completed but the quick profile is too short for some checks.
-    assert demo.returncode in (0, 3), output[-4000:]
+    # The quick profile judges only the checks it can pass (the rest are shown as SKIP).
+    assert demo.returncode == 0, output[-4000:]
     assert_nothing_left(tag)
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     report = json.loads((run_dir / "report.json").read_text())
@@ -95,8 +95,10 @@ def test_quick_demo_writes_report_plots_and_stops_every_service(tmp_path: Path) 
     assert [s for s, _ in grpo["curves"]["reward_mean"]] == [1, 2, 3, 4]
     assert grpo["iterations"] and grpo["iterations"][0]["reward_model_version"] >= 2
     assert {"pretrain", "sft", "reward-orm", "reward-prm", "grpo"} <= set(report["losses"])
-    names = {c["name"] for c in report["checks"]}
-    assert {"recall", "rl_beats_sft", "pass_at_k_at_least_maj_at_k"} <= names
+    verdicts = {c["name"]: (c["judged"], c["passed"]) for c in report["checks"]}
+    assert verdicts["recall"] == (True, True) and verdicts["pass_at_k_at_least_maj_at_k"] == (True, True)
+    assert not verdicts["rl_beats_sft"][0], "the quick profile cannot judge RL's gain"
+    assert "SKIP  rl_beats_sft" in output and "FAIL" not in output
 
     for name in PLOT_FILES:
         data = (run_dir / name).read_bytes()

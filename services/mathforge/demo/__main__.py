@@ -20,6 +20,7 @@ from types import FrameType
 
 import grpc
 
+from mathforge.demo.checks import all_hold, tally
 from mathforge.demo.children import StageFailed
 from mathforge.demo.config import ConfigError, load_demo_config
 from mathforge.demo.console import Console
@@ -50,10 +51,9 @@ def print_summary(outcome: DemoOutcome, console: Console) -> None:
         f"   wall time {report['duration_s']:.0f}s; stages: "
         + ", ".join(f"{k} {v:.0f}s" for k, v in report["stage_durations_s"].items())
     )
-    holding = sum(c.passed for c in outcome.checks)
-    console.line(f"   checks: {holding} of {len(outcome.checks)} hold")
+    console.line(f"   checks: {tally(outcome.checks)}")
     for check in outcome.checks:
-        console.line(f"   {'PASS' if check.passed else 'FAIL'}  {check.name}: {check.detail}")
+        console.line(f"   {check.verdict}  {check.name}: {check.detail}")
     console.line(f"   report: {outcome.run_dir / 'report.md'}")
 
 
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.line(f"\ndemo failed after {time.monotonic() - started:.0f}s: {exc}")
         return 1
     print_summary(outcome, console)
-    return 0 if all(c.passed for c in outcome.checks) else 3
+    return 0 if all_hold(outcome.checks) else 3
 
 
 if __name__ == "__main__":

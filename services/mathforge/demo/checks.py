@@ -19,6 +19,11 @@ class Check:
     name: str
     passed: bool
     detail: str
+    judged: bool = True  # False: the profile skips it (its numbers are still shown)
+
+    @property
+    def verdict(self) -> str:
+        return "SKIP" if not self.judged else "PASS" if self.passed else "FAIL"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,4 +97,23 @@ def demo_checks(report: dict[str, Any], wanted: ChecksConfig) -> list[Check]:
             else f"pass@k < maj@k at {', '.join(below)}",
         )
     )
-    return checks
+    return [
+        Check(c.name, c.passed, c.detail + " (not judged in this profile)", judged=False)
+        if c.name in wanted.skip
+        else c
+        for c in checks
+    ]
+
+
+def all_hold(checks: list[Check]) -> bool:
+    """Every judged check passed."""
+    return all(c.passed for c in checks if c.judged)
+
+
+def tally(checks: list[Check]) -> str:
+    """'3 of 3 hold' or '2 of 3 hold, 2 skipped'."""
+    judged = [c for c in checks if c.judged]
+    skipped = len(checks) - len(judged)
+    return f"{sum(c.passed for c in judged)} of {len(judged)} hold" + (
+        f", {skipped} skipped" if skipped else ""
+    )

@@ -22,6 +22,13 @@ import yaml
 from mathforge.runtime.config import ConfigError, option
 
 PROFILES = ("full", "quick")
+CHECK_NAMES = (
+    "recall",
+    "rl_beats_sft",
+    "maj_at_k_rises_sft",
+    "maj_at_k_rises_rl",
+    "pass_at_k_at_least_maj_at_k",
+)
 
 
 @dataclasses.dataclass
@@ -129,6 +136,16 @@ class ChecksConfig:
     min_recall: float = option(0.9, "last recall round's recall")
     min_precision: float = option(0.9, "last recall round's precision")
     min_rl_gain: float = option(0.05, "RL greedy accuracy minus SFT's")
+    skip: list[str] = option(
+        [],
+        "checks this profile cannot pass by design (too few steps or problems): reported as SKIP with "
+        f"their numbers, not judged; any of {', '.join(CHECK_NAMES)}",
+    )
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.skip) - set(CHECK_NAMES))
+        if unknown:
+            raise ConfigError(f"checks.skip names unknown checks {unknown}; known: {', '.join(CHECK_NAMES)}")
 
 
 @dataclasses.dataclass

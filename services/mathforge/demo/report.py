@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mathforge.demo.checks import Check
+from mathforge.demo.checks import Check, tally
 from mathforge.demo.console import format_cell
 from mathforge.demo.plots import PLOT_FILES
 from mathforge.evaluator.metrics import DEFAULT_MAJ, MAJ_DEFINITIONS
@@ -40,16 +40,15 @@ def _rounds_rows(rounds: list[dict[str, Any]]) -> list[list[Any]]:
 
 def render_markdown(report: dict[str, Any], checks: list[Check]) -> str:
     ks = sorted(next(iter(report["maj_at_k"].values())), key=int)
-    passed = sum(c.passed for c in checks)
     parts = [
         "# mathforge demo report",
         "",
         f"Seed {report['seed']}, profile `{report['profile']}`, {report['duration_s']:.0f} s in all "
         f"({report['started']}).",
         "",
-        f"## Checks: {passed} of {len(checks)} hold",
+        f"## Checks: {tally(checks)}",
         "",
-        *(f"- {'PASS' if c.passed else 'FAIL'} `{c.name}`: {c.detail}" for c in checks),
+        *(f"- {c.verdict} `{c.name}`: {c.detail}" for c in checks),
         "",
         "## 1. Recall rounds",
         "",

@@ -102,12 +102,15 @@ class CheckpointConfig:
 
 @dataclasses.dataclass
 class MetricsConfig:
-    """Where progress goes: JSON lines on stdout, a Pushgateway, a progress bar."""
+    """Where progress goes: JSON lines on stdout, a Pushgateway, TensorBoard, a progress bar."""
 
     log_every: int = option(1, "emit a metrics line every N steps")
     pushgateway: str = option("", "host:port of a Prometheus Pushgateway; empty = off")
     job_name: str = option("mathforge-training", "Pushgateway job label")
     progress_bar: str = option("auto", "auto (when stderr is a terminal), on or off")
+    tensorboard_dir: str = option(
+        "", "write TensorBoard event files under this directory (tag <stage>/<metric>); empty = off"
+    )
 
 
 @dataclasses.dataclass

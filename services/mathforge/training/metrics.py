@@ -1,10 +1,12 @@
-"""Training progress: one JSON line per logged step on stdout, a Pushgateway, a progress bar.
+"""Training progress: one JSON line per logged step on stdout, a Pushgateway, TensorBoard event
+files (metrics.tensorboard_dir), a progress bar.
 
     metrics = TrainMetrics(config.metrics, stage="sft", total_steps=500, enabled=env.is_main)
     metrics.log(step, {"loss": 1.9, "lr": 5e-5, "grad_norm": 0.8, "tokens_per_s": 12000.0})
 
 Lines look like {"event": "step", "stage": "sft", "step": 12, "loss": ...}; tests and dashboards
-parse them. Pushgateway failures are logged and never stop training.
+parse them. Pushgateway failures are logged and never stop training. Every stage (pretrain, SFT,
+reward models, GRPO) reports through this class, so each gets the same outputs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
+from mathforge.runtime.config import ConfigError
 from mathforge.training.config import MetricsConfig
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,15 @@ class TrainMetrics:
         self.registry = CollectorRegistry()
         self.gauges: dict[str, Gauge] = {}
         self.bar: Any = None
+        self.tensorboard: Any = None
+        if enabled and config.tensorboard_dir:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "metrics.tensorboard_dir needs the tensorboard package (pip install tensorboard)"
+                ) from None
+            self.tensorboard = SummaryWriter(log_dir=config.tensorboard_dir, flush_secs=10)
         show_bar = config.progress_bar == "on" or (config.progress_bar == "auto" and sys.stderr.isatty())
         if enabled and show_bar:
             from tqdm import tqdm
@@ -55,6 +67,10 @@ class TrainMetrics:
         if step % self.config.log_every:
             return
         self.event("step", step=step, **values)
+        if self.tensorboard is not None:
+            for name, value in values.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self.tensorboard.add_scalar(f"{self.stage}/{name}", value, step)
         if self.config.pushgateway:
             self._push(step, values)
 
@@ -79,3 +95,5 @@ class TrainMetrics:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
