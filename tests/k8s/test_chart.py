@@ -344,7 +344,7 @@ def test_each_flag_brings_its_objects() -> None:
     assert names["PodDisruptionBudget"] == {f"mf-{n}" for n in SERVICE_NAMES}
     assert names["HorizontalPodAutoscaler"] == {"mf-classifier", "mf-evaluator"}
     assert names["ServiceMonitor"] == {f"mf-{n}" for n in SERVICE_NAMES}
-    assert names["NetworkPolicy"] == {f"mf-{n}" for n in SERVICE_NAMES} | {"mf-redis"}
+    assert names["NetworkPolicy"] == {f"mf-{n}" for n in SERVICE_NAMES} | {"mf-redis", "mf-evaluator-egress"}
     assert names["PersistentVolumeClaim"] == {"mf-models", "mf-checkpoints"}
     deployments = by_kind(objects, "Deployment")
     # An autoscaled Deployment leaves replicas to its HPA; the others keep theirs.
