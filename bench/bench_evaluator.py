@@ -37,6 +37,7 @@ from mathforge.evaluator.variants import labelled_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADERS_PAIRS = ROOT / "bench" / "data" / "grading_pairs.jsonl"
+BLIND_PAIRS = ROOT / "bench" / "data" / "grading_pairs_blind.jsonl"
 
 
 def labelled_pairs(benchmark_dir: Path) -> list[tuple[str, str, bool]]:
@@ -47,8 +48,8 @@ def labelled_pairs(benchmark_dir: Path) -> list[tuple[str, str, bool]]:
     return [(text, item.answer, label) for item in items for text, label in labelled_variants(item.answer)]
 
 
-def graders_pairs() -> list[tuple[str, str, bool]]:
-    lines = GRADERS_PAIRS.read_text(encoding="utf-8").splitlines()
+def graders_pairs(path: Path) -> list[tuple[str, str, bool]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines if line.strip()]
     return [(row["pred"], row["gold"], bool(row["equivalent"])) for row in rows]
 
@@ -95,7 +96,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each grader (best is kept)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # math-verify logs every parse failure
-    sets = {"math500": labelled_pairs(Path(args.benchmark_dir)), "graders": graders_pairs()}
+    sets = {
+        "math500": labelled_pairs(Path(args.benchmark_dir)),
+        "graders": graders_pairs(GRADERS_PAIRS),
+        "blind": graders_pairs(BLIND_PAIRS),
+    }
     symbolic.default_pool().warm()
     grading.grade("\\sin^2 x + \\cos^2 x", "1")  # first symbolic call: worker caches
     print(f"load average (1, 5, 15 min): {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")

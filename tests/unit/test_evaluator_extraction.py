@@ -21,6 +21,8 @@ CASES = [
     ("Answer $ 17 $", "17", "the_answer_is"),
     ("**Final Answer:** $x = -4$", "x = -4", "the_answer_is"),
     ("3:00 p.m.", "3:00 p.m", "bare"),
+    ("Simplifying, we obtain \\( -\\tfrac{7}{2} \\).", "-\\tfrac{7}{2}", "closing_math"),
+    ("We have $x = 3$ and so 5 apples remain", "5", "last_number"),  # math with words after it
     (
         "Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.",
         "\\frac{3}{4}",

@@ -42,6 +42,10 @@ _THE_ANSWER_IS = re.compile(
 # End-of-turn tokens of common chat templates (ChatML, Llama 3, Llama 2 / Mistral, GPT-2 family,
 # DeepSeek's full-width bars, Gemma), left at the end of a sample when a sampler keeps them.
 _TEMPLATE_TOKEN_AT_END = re.compile(r"(?:<\|[A-Za-z_]{1,30}\|>|</s>|<eos>|<end_of_turn>|<｜[^｜]{1,30}｜>)$")
+# A math span ending the text: "... we obtain \\( -\\tfrac{7}{2} \\)." or "... which is $2\\sqrt{3}$!"
+_CLOSING_MATH = re.compile(
+    r"(?:\\\((.{1,150}?)\\\)|\\\[(.{1,150}?)\\\]|\$\$?([^$]{1,150})\$\$?)[\s.!。]*$", re.S
+)
 _GSM8K = re.compile(r"####\s*([^\n]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 _LETTERS_ONLY = re.compile(r"\(?([A-E](?:[\s,，、和]*[A-E])*)\)?")
@@ -228,6 +232,16 @@ def _program_output(text: str) -> Extraction | None:
     return Extraction(lines[-1], "program") if lines else None
 
 
+def _closing_math(text: str) -> Extraction | None:
+    """closing_math: the math span the text ends with (only punctuation after it), as math-verify
+    takes the last LaTeX of a text; a span with words after it is left to the last-number rule."""
+    match = _CLOSING_MATH.search(text[-400:])
+    if not match:
+        return None
+    answer = next(group for group in match.groups() if group is not None).strip()
+    return Extraction(answer, "closing_math") if answer else None
+
+
 def _last_number(text: str) -> Extraction | None:
     numbers = _NUMBER.findall(text)
     if not numbers:
@@ -252,6 +266,8 @@ def looks_bare(text: str) -> bool:
     cjk = re.findall(r"[\u4e00-\u9fff]", prose)
     if words and re.search(r"\d", prose):
         return False  # "so 32": a number inside prose is left to the last-number fallback
+    if words and re.search(r"\$|\\\(|\\\[", stripped):
+        return False  # "we obtain \\( x \\)": a sentence around math, left to closing_math
     return len(words) <= 3 and len(cjk) <= 12
 
 
@@ -285,6 +301,9 @@ def _extract(text: str, policy: GradingPolicy) -> Extraction:
             return found
         if looks_bare(text):
             return Extraction(_clean_tail(text), "bare")
+        found = _closing_math(text)
+        if found:
+            return found
     found = _last_number(text) if policy.last_number_fallback else None
     if found:
         return found
