@@ -161,7 +161,9 @@ def _feed_stdin(process_: subprocess.Popen[bytes], data: bytes) -> None:
         pass
 
 
-def _launch_config(workdir: Path, limits: SandboxLimits, settings: SandboxSettings, report_fd: int, uid: int):  # type: ignore[no-untyped-def]
+def _launch_config(
+    workdir: Path, limits: SandboxLimits, settings: SandboxSettings, report_fd: int, uid: int
+) -> dict[str, object]:
     paths = import_paths(settings.library_paths)
     return {
         "services_root": SERVICES_ROOT,

@@ -130,6 +130,10 @@ def steps(config: dict[str, Any]) -> list[tuple[str, Callable[[], str]]]:
         process.drop_capabilities()
         return ""
 
+    def no_new_privs() -> str:
+        seccomp.set_no_new_privs()
+        return ""
+
     def landlock_step() -> str:
         try:
             abi = landlock.restrict(config["read_roots"], [workdir, os.devnull])
@@ -152,7 +156,7 @@ def steps(config: dict[str, Any]) -> list[tuple[str, Callable[[], str]]]:
         ("uid", uid),
         ("rlimits", rlimits),
         ("capabilities", capabilities),
-        ("no_new_privs", lambda: seccomp.set_no_new_privs() or ""),
+        ("no_new_privs", no_new_privs),
         ("landlock", landlock_step),
         ("seccomp", seccomp_step),
         ("audit_hook", audit_hook),
