@@ -159,7 +159,8 @@ def test_checks_say_which_requirement_fails() -> None:
             "sft": {"1": 0.10, "2": 0.10, "4": 0.12},
             "rl": {"1": 0.14, "2": 0.11, "4": 0.15},
         },
-        "pass_at_k": {"sft": {"1": 0.09, "2": 0.15, "4": 0.2}, "rl": {"1": 0.13, "2": 0.10, "4": 0.3}},
+        # sft k=2 is 0.01 under maj@2, within one standard error (0.021): sampling noise
+        "pass_at_k": {"sft": {"1": 0.09, "2": 0.09, "4": 0.2}, "rl": {"1": 0.13, "2": 0.12, "4": 0.14}},
     }
     verdicts = {c.name: c.passed for c in demo_checks(report, ChecksConfig())}
     assert verdicts == {
@@ -167,5 +168,5 @@ def test_checks_say_which_requirement_fails() -> None:
         "rl_beats_sft": False,  # +4 points, 5 wanted
         "maj_at_k_rises_sft": True,
         "maj_at_k_rises_rl": False,  # drops 0.03 from k=1 to k=2
-        "pass_at_k_at_least_maj_at_k": False,  # rl k=2: 0.10 < 0.11
+        "pass_at_k_at_least_maj_at_k": False,  # rl k=4, every sample: 0.14 < 0.15
     }
