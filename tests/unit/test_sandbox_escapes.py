@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 import mathforge
 import pytest
 from mathforge.evaluator.confine.syscalls import TABLES, machine
-from mathforge.evaluator.sandbox import _world_readable
+from mathforge.evaluator.sandbox import SandboxLimits, SandboxSettings, _world_readable, run_program
 
 from tests.unit.sandbox_escape_cases import BY_NAME, CASES
 
@@ -215,7 +217,9 @@ def lane(request: pytest.FixtureRequest) -> Iterator[Lane]:
         chosen.close()
 
 
-def _processes_mentioning(text: str) -> list[int]:
+def _processes_of_run(workdir: str) -> list[int]:
+    """Processes whose command line names this run's directory (the launcher passes its config as
+    marshalled hex, so the path appears hex-encoded) or whose working directory is in it."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -223,9 +227,34 @@ def _processes_mentioning(text: str) -> list[int]:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if text.encode() in cmdline:
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                cwd = ""
+            if workdir.encode().hex().encode() in cmdline or (cwd and cwd.startswith(workdir)):
                 found.append(int(entry))
     return found
+
+
+def test_the_leftover_check_sees_a_running_program(tmp_path: Path) -> None:
+    workdirs: list[str] = []
+    runner = threading.Thread(
+        target=lambda: workdirs.append(
+            run_program(
+                "import time\ntime.sleep(30)",
+                SandboxLimits(wall_time_s=3),
+                settings=SandboxSettings(work_root=str(tmp_path)),
+            ).workdir
+        )
+    )
+    runner.start()
+    deadline = time.monotonic() + 10
+    seen: list[int] = []
+    while not seen and time.monotonic() < deadline:
+        seen = [pid for d in tmp_path.iterdir() for pid in _processes_of_run(str(d))]
+        time.sleep(0.05)
+    runner.join()
+    assert seen and not _processes_of_run(workdirs[0])
 
 
 def _check_layer(layer: str, result: dict[str, Any]) -> None:
@@ -302,7 +331,7 @@ def test_escape_is_contained(lane: Lane, name: str) -> None:
     seen = result["stdout"] + result["stderr"]
     for secret in [*lane.secrets.values(), PASSWD_LINE]:
         assert secret not in seen, f"{name} leaked {secret!r} ({lane.name})"
-    assert not _processes_mentioning(result["workdir"]), f"{name} left a process behind"
+    assert not _processes_of_run(result["workdir"]), f"{name} left a process behind"
     _check_effect(lane, name, result)
     _check_layer(BY_NAME[name].layer, result)
 
