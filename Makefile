@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast lint protos bench demo up images test-vllm clean
+.PHONY: setup test test-fast lint protos bench bench-peers demo up images test-vllm clean
 
 # torch's CPU build first: from a wheel already on disk or a local mirror when pip finds one (no
 # network needed), else from PyTorch's CPU index. Without this, the pin resolves on PyPI to the CUDA
@@ -48,6 +48,14 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+# Peers that benchmarks compare against, in their own venv (never runtime or test dependencies):
+# datatrove for bench/bench_datatrove.py, with what its fastText, MinHash and n-gram steps import.
+BENCH_PEERS := datatrove==0.10.1 fasttext-numpy2-wheel==0.9.2 fasteners==0.20 spacy==3.8.18 \
+	xxhash==3.5.0 regex==2026.12.2 tokenizers==0.23.3 orjson==3.13.0
+bench-peers:
+	@test -x .venv-bench/bin/python || python3 -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q $(BENCH_PEERS)
 
 demo: $(STAMP)
 	$(PY) -m mathforge.demo

@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(
             f"{executor:>9} {result['pages']:>9} pages: {result['seconds']:>7.1f}s  "
-            f"{result['pages_per_s']:>7} pages/s  reduce peak {result['reduce_peak_mb']:>5} MB  kept {result['kept']}",
+            f"{result['pages_per_s']:>7} pages/s  "
+            f"reduce peak {result['reduce_peak_mb']:>5} MB  kept {result['kept']}",
             flush=True,
         )
     print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
