@@ -30,6 +30,7 @@ def test_info_reports_the_layers_that_hold_and_programs_run() -> None:
         }
         assert any(layer.startswith("landlock=abi ") for layer in layers)
         assert details["sandbox_refusal"] == ""
+        assert details["sandbox_evaluator_dumpable"] == "false"  # its /proc files are root's
         assert client.run_program("import math\nprint(math.factorial(5))").stdout == "120\n"
     finally:
         client.close()

@@ -20,6 +20,7 @@ import mathforge
 from mathforge.evaluator import symbolic
 from mathforge.evaluator.benchmarks import KNOWN_BENCHMARKS, load_benchmark, resolve_benchmark
 from mathforge.evaluator.confine import LAYERS, REQUIRED_LAYERS
+from mathforge.evaluator.confine import process as confine_process
 from mathforge.evaluator.grading import extract_answer, grade
 from mathforge.evaluator.policy import GradingPolicy
 from mathforge.evaluator.prompts import PROMPT_STYLES
@@ -409,6 +410,7 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
                 "sandbox_layers": ",".join(self._sandbox_layers),
                 "sandbox_required_layers": ",".join(self._sandbox.required_layers),
                 "sandbox_refusal": self._sandbox_refusal,
+                "sandbox_evaluator_dumpable": str(confine_process.is_dumpable()).lower(),
             },
         )
 
