@@ -11,6 +11,7 @@ import os
 import grpc
 import pytest
 from mathforge.runtime.admission import Admission
+from mathforge.runtime.config import redact_url
 from mathforge.runtime.errors import MAX_VERSION_STEP, RequestError, check_range, check_version
 from mathforge.runtime.handlers import non_finite_field
 from mathforge.runtime.paths import AccessRoots
@@ -158,3 +159,9 @@ def test_symlinked_roots_are_compared_resolved(tree):
     os.symlink(tree / "models", link)
     access = AccessRoots({"model": [str(link)]}, {}, open_when_unset=False)
     assert access.require_path("model", str(link / "v1")) == (tree / "models" / "v1").resolve()
+
+
+def test_a_password_in_a_url_never_reaches_logs_or_info():
+    assert redact_url("redis://:s3cret@mathforge-redis:6379/0") == "redis://:***@mathforge-redis:6379/0"
+    assert redact_url("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
+    assert redact_url("redis://mathforge-redis:6379/0") == "redis://mathforge-redis:6379/0"

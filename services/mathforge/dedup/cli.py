@@ -1,6 +1,7 @@
 """`mathforge data decontaminate` and `mathforge data dedup`: the dedup filter over files.
 
-    mathforge data decontaminate --benchmarks tests/fixtures/benchmarks --input docs.jsonl --output verdicts.jsonl
+    mathforge data decontaminate --benchmarks tests/fixtures/benchmarks --input docs.jsonl \\
+        --output verdicts.jsonl
     mathforge data dedup --input corpus/ --output-dir deduped/ --shard 3/16 --store redis \\
         --redis-url redis://redis:6379/0 [--benchmarks DIR ...] [any dedup service flag]
 

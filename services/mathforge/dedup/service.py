@@ -31,6 +31,7 @@ from mathforge.dedup.decontam import BenchmarkIndex, ContaminationMatch, cut_mat
 from mathforge.dedup.fingerprint import Fingerprinter
 from mathforge.dedup.stores import DedupStore, IndexLostError, StoreError, StoreVerdict, mark_retries
 from mathforge.evaluator.benchmarks import benchmark_name
+from mathforge.runtime.config import redact_url
 from mathforge.runtime.errors import RequestError, check_bytes, check_count, require
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
@@ -270,7 +271,7 @@ class DedupService(Service, dedup_pb2_grpc.DedupServicer):
             "normalization": s.normalizer_description(),
             "benchmarks": ",".join(f"{k}={v}" for k, v in self.benchmarks.items_per_benchmark.items()),
         }
-        details["location"] = s.store_path if s.store == "embedded" else s.redis_url
+        details["location"] = s.store_path if s.store == "embedded" else redact_url(s.redis_url)
         store = self.store
         if store is not None and store.kind == "redis":
             details["index_id"] = getattr(store, "identity", "")
@@ -308,6 +309,8 @@ def _slices(documents: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]
         size += len(doc[1])
     if run:
         yield run
+
+
 _LIBC = ctypes.util.find_library("c")
 
 

@@ -241,5 +241,17 @@ class ServiceConfig:
         return dataclasses.asdict(self)
 
     def log_effective(self, service: str) -> None:
-        """Logs the effective config at start, with secrets' paths but never their contents."""
-        log.info("config", extra={"fields": {"service": service, "config": self.as_dict()}})
+        """Logs the effective config at start, with secrets' paths but never their contents (nor a
+        password written into a URL)."""
+        shown = {k: redact_url(v) if isinstance(v, str) else v for k, v in self.as_dict().items()}
+        log.info("config", extra={"fields": {"service": service, "config": shown}})
+
+
+def redact_url(text: str) -> str:
+    """`text` with the password of a URL's user info (redis://:secret@host) replaced by ***."""
+    scheme, sep, rest = text.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return text
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -33,6 +33,7 @@ import redis
 
 from mathforge.dedup.fingerprint import Fingerprint, NearDuplicatePolicy
 from mathforge.dedup.stores.base import DedupStore, IndexLostError, StoreError, StoreSettings, StoreVerdict
+from mathforge.runtime.config import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class RedisStore(DedupStore):
         index_id: str = "",
     ):
         super().__init__(settings, policy)
-        self.url = url
+        self.url = redact_url(url)  # the URL as errors and logs show it
         tag = "{" + prefix + "}"
         names = ("exact", "band", "sig", "id", "count", "identity")
         self._keys = [f"{tag}:{name}" for name in names]
