@@ -5,6 +5,9 @@ runs; docs/security.md says what each one stops.
 
     from mathforge.evaluator.confine import landlock
     landlock.abi_version()        # 7 on this project's kernels, 0 without Landlock
+
+The launcher imports this package (and so mathforge/ and mathforge/evaluator/) in every run,
+before the program: keep all three free of heavy imports, or every run pays for them.
 """
 
 # The layers the launcher can apply, in the order it applies them.
