@@ -401,6 +401,7 @@ class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):
                 "max_code_bytes": c.max_code_bytes,
                 "max_k": c.max_k,
                 "max_concurrent_programs": c.max_concurrent_programs,
+                "max_waiting_programs": c.max_waiting_programs,
                 "max_program_memory_bytes": c.max_program_memory_bytes,
             },
             details={
