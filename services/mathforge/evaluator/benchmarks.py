@@ -190,6 +190,12 @@ def resolve_benchmark(name_or_path: str | Path, benchmark_dir: str | Path) -> Pa
     """A known benchmark name under `benchmark_dir`, or an existing file path; ValueError otherwise."""
     text = str(name_or_path)
     if text in KNOWN_BENCHMARKS:
+        if not str(benchmark_dir):
+            raise ValueError(
+                f"benchmark {text!r} is a known name but no benchmark directory is set: --benchmark-dir "
+                "DIR (the real test files, docs/method.md), or tests/fixtures/benchmarks for the "
+                "repository's small samples"
+            )
         candidate = Path(benchmark_dir) / KNOWN_BENCHMARKS[text]
         if not candidate.is_file():
             raise ValueError(f"benchmark {text!r}: {candidate} does not exist (set --benchmark-dir)")

@@ -191,7 +191,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--benchmark", required=True, help="known name (gsm8k, math, math500, ...) or a JSONL path"
     )
-    run.add_argument("--benchmark-dir", default="benchmarks", help="where known benchmark names are found")
+    run.add_argument(
+        "--benchmark-dir", default="", help="where known benchmark names are found (or give a file path)"
+    )
     run.add_argument("--sampler", required=True, help="sampler endpoint HOST:PORT")
     run.add_argument("-k", type=int, default=1, help="samples per question (sample 0 is greedy)")
     run.add_argument("--out", required=True, help="output directory for report.json and report.md")

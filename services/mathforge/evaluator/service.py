@@ -48,7 +48,9 @@ class Config(ServiceConfig):
 
     port: int = option(_SPEC.port, "gRPC port")
     metrics_port: int = option(_SPEC.metrics_port, "Prometheus /metrics port (-1 = off)")
-    benchmark_dir: str = option("benchmarks", "directory holding the benchmark JSONL files known by name")
+    benchmark_dir: str = option(
+        "", "directory holding the benchmark JSONL files known by name; empty = only file paths"
+    )
     max_items: int = option(4096, "pairs per GradeBatch request")
     max_text_bytes: int = option(256 * 1024, "bytes per prediction, gold answer or extracted text")
     grade_threads: int = option(4, "threads grading requests (the event loop never grades)")
