@@ -15,6 +15,7 @@ CASES = [
     ("\\boxed 5 is it", "5", "boxed"),
     ("first \\boxed{1} then \\boxed{2}", "1, 2", "boxes"),  # several distinct boxes: one answer
     ("\\boxed{2}, so again \\boxed{ 2 }", "2", "boxed"),  # a box repeated counts once
+    ("\\boxed{\\frac12}, that is \\boxed{0.5}.", "0.5", "boxed"),  # so does a value boxed again
     ("\\boxed {  x+1 }", "x+1", "boxed"),
     ("so \\boxed{9}.<|im_end|>\n<|endoftext|>", "9", "boxed"),  # chat-template tokens cut first
     ("so \\boxed{\\frac{2}{3}", "\\frac{2}{3}", "boxed"),  # a box left open at the end

@@ -13,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from mathforge.evaluator.equivalence import canonical_key
 from mathforge.evaluator.normalize import CLOCK_TIME, UNIT_WORD
 from mathforge.evaluator.policy import DEFAULT_POLICY, GradingPolicy
 
@@ -168,11 +169,13 @@ def _from_boxes(text: str, policy: GradingPolicy) -> Extraction | None:
     if policy.box == "all" and len(boxes) > 1:
         return Extraction(", ".join(boxes), "boxed")
     if policy.box == "auto":
-        distinct = list(dict.fromkeys(re.sub(r"\s+", "", b) for b in boxes))
-        if len(distinct) > 1:
-            # "x = \boxed{1} or x = \boxed{-1}": one answer of several parts; "x = 1" parts keep
-            # their right sides so the list reads "1, -1"
-            parts = list(dict.fromkeys(boxes))
+        # "x = \boxed{1} or x = \boxed{-1}" is one answer of several parts; a value boxed again
+        # ("\boxed{12}" ... "\boxed{12.}", "\boxed{\frac12}" ... "\boxed{0.5}") counts once
+        distinct: dict[str, str] = {}
+        for box in boxes:
+            distinct.setdefault(canonical_key(box, policy), box)
+        parts = list(distinct.values())
+        if len(parts) > 1:
             return Extraction(", ".join(parts), "boxes")
     return Extraction(boxes[-1], "boxed")
 

@@ -23,8 +23,8 @@ class GradingPolicy:
     tuples: "ordered" (default) or "unordered" for parenthesised tuples; sets are always unordered.
     box: which \\boxed{} counts when there are several: "auto" (default: the distinct boxes, joined as
         one list answer when they differ, as math-verify reads them, so boxing two guesses is not
-        rewarded when one is wanted; a box repeated counts once), "last", "first", or "all" (every
-        box joined as a list, repeats included).
+        rewarded when one is wanted; a value boxed again counts once), "last", "first", or "all"
+        (every box joined as a list, repeats included).
     decimal_comma: "auto" (default) reads "2,5" as 2.5 when it is one number against one number
         (a single comma, not followed by exactly three digits: "12,500" stays 12500); "never".
     rounded_decimals: "match" (default): a decimal of at least 4 significant digits equals an exact
