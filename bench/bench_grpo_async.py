@@ -157,6 +157,7 @@ def summary(found: list[dict]) -> dict[str, float]:
         "step_s": median("step_seconds"),
         "sample_s": median("time_sampling_s") + median("time_scoring_s"),
         "update_s": median("time_updating_s") + median("time_publishing_s"),
+        "publish_s": median("time_publishing_s"),
         "trainer_idle_s": mean("time_waiting_s"),
         "sampler_idle_s": max(mean("step_seconds") - sampler_busy, 0.0),
         "staleness": mean("staleness_mean"),
@@ -205,13 +206,13 @@ def main() -> None:
         f"load average before {' '.join(load_before)}, after {' '.join(load_after)}"
     )
     print(
-        "| max_staleness | s/step | sample+score s | update+publish s | trainer idle s/step "
+        "| max_staleness | s/step | sample+score s | update+publish s (publish) | trainer idle s/step "
         "| sampler idle s/step | staleness | importance weight | capped | held-out acc (start -> end) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for staleness, r in results.items():
         print(
-            f"| {staleness} | {r['step_s']:.2f} | {r['sample_s']:.2f} | {r['update_s']:.2f} | "
+            f"| {staleness} | {r['step_s']:.2f} | {r['sample_s']:.2f} | {r['update_s']:.2f} ({r['publish_s']:.2f}) | "
             f"{r['trainer_idle_s']:.2f} | {r['sampler_idle_s']:.2f} | {r['staleness']:.2f} | "
             f"{r['weight']:.3f} | "
             f"{r['capped']:.4f} | {r['accuracy_start']:.3f} -> {r['accuracy_end']:.3f} |"
