@@ -124,7 +124,7 @@ def run_mode(
         f"rollout.questions_per_step={args.questions}",
         f"rollout.group_size={args.group}",
         f"rollout.max_new_tokens={args.max_tokens}",
-        f"rollout.prompts_per_call={args.questions}",
+        f"rollout.prompts_per_call={args.prompts_per_call}",
         f"batch.micro_batch_size={args.micro}",
         f"rollout.max_staleness={staleness}",
         f"eval.every={args.steps}",
@@ -177,6 +177,12 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--micro", type=int, default=64)
+    parser.add_argument(
+        "--prompts-per-call",
+        type=int,
+        default=2,
+        help="questions per Generate call (the sampler's batch / G)",
+    )
     parser.add_argument("--eval-problems", type=int, default=200)
     parser.add_argument("--modes", default="0,1,2")
     args = parser.parse_args()
@@ -212,7 +218,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for staleness, r in results.items():
         print(
-            f"| {staleness} | {r['step_s']:.2f} | {r['sample_s']:.2f} | {r['update_s']:.2f} ({r['publish_s']:.2f}) | "
+            f"| {staleness} | {r['step_s']:.2f} | {r['sample_s']:.2f} | "
+            f"{r['update_s']:.2f} ({r['publish_s']:.2f}) | "
             f"{r['trainer_idle_s']:.2f} | {r['sampler_idle_s']:.2f} | {r['staleness']:.2f} | "
             f"{r['weight']:.3f} | "
             f"{r['capped']:.4f} | {r['accuracy_start']:.3f} -> {r['accuracy_end']:.3f} |"
