@@ -88,6 +88,7 @@ class GrpoRun:
         self.state = RunState(reference=config.model.init_from)
         self.link = ServiceLink(config.services)
         self.versions = VersionRegistry()  # the one record of the policy versions this run published
+        self.background_link: ServiceLink | None = None  # the overlapped sampler's own link
         self.settings = UpdateSettings.from_config(config, off_policy=config.rollout.max_staleness > 0)
         self.publisher = WeightPublisher(
             config.services.publish_dir or self.out / "published", config.services.keep_versions
@@ -163,7 +164,7 @@ class GrpoRun:
                 self.pool, self.link, self.link, self.tokenizer, config, env.rank, env.world_size
             )
             return OnPolicySource(collect, first_batch)
-        link = ServiceLink(config.services)
+        link = self.background_link = ServiceLink(config.services)
         link.reward_models = dict(self.link.reward_models)
         latest = LatestPolicyLink(link, self.versions, config.services.load_timeout_s)
         collect = BatchCollector(
@@ -334,6 +335,8 @@ class GrpoRun:
                     self.evaluate(step + 1)
         finally:
             source.close()
+            if self.background_link is not None:
+                self.background_link.close()
         self.evaluate(config.batch.steps)
         final_state = self.engine.full_state_dict()
         if self.env.is_main:
