@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from mathforge.reward.train_config import RewardTrainConfig
 from mathforge.reward.trainer import run_training
 from mathforge.runtime.logs import configure_logging
-from mathforge.training.config import load_config
+from mathforge.training.config import stage_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO", "text")
     logging.getLogger("mathforge").setLevel(logging.INFO)
-    config = load_config(RewardTrainConfig, argv)
+    config = stage_config(RewardTrainConfig, argv, prog="python -m mathforge.reward.train")
     run_training(config)
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -300,7 +301,10 @@ def load_config(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
         path = Path(args.config)
         if not path.is_file():
             raise ConfigError(f"--config {path}: no such file")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config sections")
         tree = loaded
@@ -308,6 +312,50 @@ def load_config(cls: type[Config], argv: Sequence[str] | None = None) -> Config:
         key, value = _parse_override(text)
         _set_dotted(tree, key, value)
     return config_from_mapping(cls, tree)
+
+
+def describe_fields(cls: type, prefix: str = "") -> list[str]:
+    """One line per config field, dotted name, default and help text, recursing into sections."""
+    hints = typing.get_type_hints(cls)
+    lines: list[str] = []
+    for field in dataclasses.fields(cls):
+        name = f"{prefix}{field.name}"
+        if _is_dataclass_type(hints[field.name]):
+            lines += describe_fields(hints[field.name], name + ".")
+            continue
+        default = (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        )
+        lines.append(f"  {name} = {default!r}: {field.metadata.get('help', '')}")
+    return lines
+
+
+def stage_config(cls: type[Config], argv: Sequence[str] | None, prog: str) -> Config:
+    """`load_config` for a training entrypoint's command line: --help lists every field with its
+    default, --print-config prints the effective config and exits, and a bad file, key or value is
+    one line on stderr and exit status 2 (no traceback)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(cls.__doc__ or "").strip().splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config fields (set in the YAML file or as key=value):\n" + "\n".join(describe_fields(cls)),
+    )
+    parser.add_argument("--config", default="", help="YAML file of config sections")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the effective config (defaults filled in) and exit"
+    )
+    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.lr=1e-4")
+    args = parser.parse_args(argv)
+    forwarded = (["--config", args.config] if args.config else []) + list(args.overrides)
+    try:
+        config = load_config(cls, forwarded)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.print_config:
+        print(dump_config(config), end="")
+        raise SystemExit(0)
+    return config
 
 
 def dump_config(config: TrainConfig) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from mathforge.training.config import ConfigError, TrainConfig, load_config, option
+from mathforge.training.config import ConfigError, TrainConfig, option, stage_config
 from mathforge.training.distributed import DistEnv
 from mathforge.training.mixture import MixtureStream, Source, read_documents
 from mathforge.training.trainer import run_stage
@@ -68,7 +68,7 @@ def make_stream(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: Di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = load_config(PretrainConfig, argv)
+    config = stage_config(PretrainConfig, argv, prog="python -m mathforge.training.pretrain")
 
     def tokenizer_texts() -> list[str]:
         return [

@@ -23,8 +23,8 @@ from mathforge.training.config import (
     OptimConfig,
     ScheduleConfig,
     TrainConfig,
-    load_config,
     option,
+    stage_config,
 )
 from mathforge.training.distributed import DistEnv
 from mathforge.training.sft_data import SftStream, read_conversations, synthetic_conversations, tokenize_chat
@@ -82,7 +82,7 @@ def make_stream(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: Di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = load_config(SftConfig, argv)
+    config = stage_config(SftConfig, argv, prog="python -m mathforge.training.sft")
 
     def tokenizer_texts() -> list[str]:
         return default_corpus() + [m["content"] for c in conversations(config) for m in c]

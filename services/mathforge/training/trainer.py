@@ -13,6 +13,7 @@ losses it would have had.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from mathforge.models.checkpoint import load_model, save_model
+from mathforge.models.checkpoint import CheckpointError, load_model, save_model
 from mathforge.models.presets import build_model
 from mathforge.models.tokenizer import build_tokenizer
 from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
@@ -70,6 +71,11 @@ def prepare_tokenizer(
     trained by rank 0 on the data and shared through out_dir."""
     source = config.model.tokenizer or config.model.init_from
     if source:
+        if not Path(source).is_dir():
+            # Weights and tokenizers come from local directories only: never a hub lookup.
+            raise CheckpointError(
+                f"{source}: no such directory (model.init_from and model.tokenizer name a local checkpoint)"
+            )
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
             raise ValueError(f"tokenizer {source} has no bos/eos token; packing needs both")
@@ -199,5 +205,8 @@ def run_stage(
         model = prepare_model(config, tokenizer)
         stream = make_stream(config, tokenizer, env)
         return train(config, env, model, tokenizer, stream)
+    except CheckpointError as exc:
+        print(f"{config.stage}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         finish_distributed()

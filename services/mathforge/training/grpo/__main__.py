@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from mathforge.models.checkpoint import CheckpointError
-from mathforge.training.config import ConfigError, load_config
+from mathforge.training.config import stage_config
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.loop import run_grpo
 from mathforge.training.grpo.services import StaleSampleError
@@ -19,11 +19,7 @@ from mathforge.training.grpo.services import StaleSampleError
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(GrpoConfig, argv)
-    except ConfigError as exc:
-        print(f"grpo: {exc}", file=sys.stderr)
-        return 2
+    config = stage_config(GrpoConfig, argv, prog="python -m mathforge.training.grpo")
     try:
         run_grpo(config)
     except (CheckpointError, TimeoutError, StaleSampleError) as exc:
