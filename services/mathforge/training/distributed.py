@@ -49,10 +49,12 @@ def init_distributed(device_preference: str = "auto", use_deepspeed: bool = Fals
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_preference, local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cpu":
+        # Must be set before deepspeed is imported: it picks its accelerator at import time. Set for
+        # DDP too: saving a checkpoint imports deepspeed through accelerate when it is installed, and
+        # its auto-detection warns on every CPU run.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if use_deepspeed:
-        if device.type == "cpu":
-            # Must be set before deepspeed is imported: it picks its accelerator at import time.
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")
         import deepspeed
 
         deepspeed.init_distributed(dist_backend=backend)
