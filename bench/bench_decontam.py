@@ -175,15 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     for rule, build in RULES.items():
         index = build()
         load_sources(index, ["gsm8k", "math"], benchmark_dir=str(args.benchmark_dir))
-        started = time.perf_counter()
+        started = time.process_time()
         found = [bool(m) for m in index.find_many([d for _, d in planted])]
         flagged = [bool(m) for m in index.find_many([d for _, d in negatives])]
-        seconds = time.perf_counter() - started
+        seconds = time.process_time() - started
         recalls[rule] = sum(found) / len(found)
         false_rate = sum(flagged) / len(flagged)
         print(
-            f"{rule:>10}: recall {recalls[rule]:.4f}  false-positive rate {false_rate:.4f}  ({seconds:.1f}s)"
+            f"{rule:>10}: recall {recalls[rule]:.4f}  false-positive rate {false_rate:.4f}  "
+            f"({seconds:.1f} CPU s)"
         )
+        twelve = [f for (s, _), f in zip(planted, found, strict=True) if s.endswith("window12")]
+        share = sum(twelve) / len(twelve)
+        print(f"{'':>12}{'12-word windows':<28} {sum(twelve):>5}/{len(twelve):<5} {share:.3f}")
         for stratum in sorted({s for s, _ in planted}):
             hits = [f for (s, _), f in zip(planted, found, strict=True) if s == stratum]
             print(f"{'':>12}{stratum:<28} {sum(hits):>5}/{len(hits):<5} {sum(hits) / len(hits):.3f}")
