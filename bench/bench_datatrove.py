@@ -8,13 +8,13 @@ false positives on novel math prose, when the real GSM8K and MATH files are pres
 
 datatrove runs in .venv-bench, in a child process running this file with --peer; ours runs here.
 Times are CPU seconds of the process doing the work (and its children), so per core. Both dedup
-pipelines run with their default shingles and bands (datatrove: 5-grams, 14 bands x 8 hashes, no
-verification; ours: 5-grams, 16 bands x 8 rows, estimated Jaccard verified against --threshold:
-0.65 here, where our recall of planted pairs matches datatrove's, whose LSH still admits about a
-third of the pairs at Jaccard 0.65; the service default is 0.8). Planted near-duplicates are copies
-of earlier documents with 1%, 2% or 4% of the words replaced; a planted pair is found when the
-copy or the original is dropped. Last line: `ratio datatrove/ours dedup time: X` (target >= 2 at
-equal or better recall of planted near-duplicates).
+pipelines use 5-gram shingles; datatrove its defaults (14 bands x 8 hashes, no verification: its
+LSH admits 36% of pairs at Jaccard 0.65 and 92% at 0.8); ours 128 permutations as 32 bands x 4
+rows with the estimated Jaccard verified at 0.65, set so that our recall of planted pairs is at
+least datatrove's (the service defaults, 16 x 8 verified at 0.8, find fewer pairs at 4% edits).
+Planted near-duplicates are copies of earlier documents with 1%, 2% or 4% of the words replaced;
+a planted pair is found when the copy or the original is dropped. Last line:
+`ratio datatrove/ours dedup time: X` (target >= 2 at equal or better recall of planted pairs).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def ours_score(directory: Path, model: Path) -> dict[str, float]:
     return {"docs": documents, "kept": sum(d["candidates"] for d in done), "cpu_s": seconds}
 
 
-def ours_dedup(directory: Path, threshold: str) -> tuple[dict[str, float], set[str]]:
+def ours_dedup(directory: Path, settings: list[str]) -> tuple[dict[str, float], set[str]]:
     from mathforge.cli import main
     from mathforge.corpus import iter_records, list_shards
 
@@ -131,17 +131,8 @@ def ours_dedup(directory: Path, threshold: str) -> tuple[dict[str, float], set[s
     with open(os.devnull, "w") as quiet:
         saved, sys.stdout = sys.stdout, quiet
         try:
-            code = main(
-                [
-                    *argv,
-                    "--store",
-                    "embedded",
-                    "--store-path",
-                    str(directory / "ours-index"),
-                    "--threshold",
-                    threshold,
-                ]
-            )
+            index = ["--store", "embedded", "--store-path", str(directory / "ours-index")]
+            code = main([*argv, *index, *settings])
         finally:
             sys.stdout = saved
     seconds = cpu_seconds() - started
@@ -303,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         "--threshold",
         type=float,
         default=0.65,
-        help="our near-duplicate Jaccard threshold (service default 0.8); datatrove's default LSH "
-        "(14 bands x 8, unverified) admits 36%% of pairs at Jaccard 0.65 and 52%% at 0.69",
+        help="our near-duplicate Jaccard threshold (service default 0.8)",
     )
+    parser.add_argument("--bands", type=int, default=32, help="our LSH bands (x --rows = 128 permutations)")
+    parser.add_argument("--rows", type=int, default=4, help="our LSH rows per band")
     parser.add_argument("--benchmark-dir", type=Path, default=REPO.parent / "shared" / "benchmarks")
     parser.add_argument("--peer", type=Path, help=argparse.SUPPRESS)  # the child: a work directory
     args = parser.parse_args(argv)
@@ -346,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"datatrove run failed:\n{child.stderr[-4000:]}")
         theirs = json.loads(child.stdout.strip().splitlines()[-1])
         score = ours_score(directory, model)
-        dedup, kept = ours_dedup(directory, str(args.threshold))
+        settings = ["--threshold", str(args.threshold), "--bands", str(args.bands), "--rows", str(args.rows)]
+        dedup, kept = ours_dedup(directory, settings)
         documents = score["docs"]
         print(
             f"{documents} documents ({args.planted} planted near-duplicates), load after: "
