@@ -4,8 +4,6 @@ against the kubeflow-training SDK models), jobs have the shape the training oper
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -126,35 +124,6 @@ def test_kustomization_lists_every_manifest():
     assert sorted(kustomization["resources"]) == sorted(
         p.name for p in TRAINING.glob("*.yaml") if p.name != "kustomization.yaml"
     )
-
-
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
-def test_example_overlay_renders_valid_jobs_in_its_namespace_with_its_pvcs():
-    rendered = subprocess.run(
-        [
-            "kubectl",
-            "kustomize",
-            "--load-restrictor=LoadRestrictionsNone",
-            str(TRAINING / "overlays" / "example"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    objects = load_objects(rendered)
-    check_objects(objects)
-    assert {o["metadata"]["namespace"] for o in objects} == {"research-math"}
-    for job in (o for o in objects if o["kind"] == "PyTorchJob"):
-        for replica in job["spec"]["pytorchReplicaSpecs"].values():
-            spec = replica["template"]["spec"]
-            claims = {
-                v["persistentVolumeClaim"]["claimName"]
-                for v in spec["volumes"]
-                if "persistentVolumeClaim" in v
-            }
-            assert claims == {"research-math-corpus", "research-math-checkpoints"}
-            assert spec["containers"][0]["image"].endswith(":0.1.1")
 
 
 def test_job_builder_is_reusable_for_other_stages():
