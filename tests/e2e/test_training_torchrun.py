@@ -106,6 +106,6 @@ def test_sft_ddp_and_deepspeed_zero2_train_the_same_and_loss_falls(tmp_path):
     )
     for step in range(1, 5):
         assert zero2[step] == pytest.approx(ddp[step], abs=1e-4), step
-    assert (tmp_path / "zero2" / "step-4" / "deepspeed").is_dir()
+    assert (tmp_path / "zero2" / "step-4" / "train_state" / "train_state.json").is_file()
     model, _ = load_model(tmp_path / "zero2" / "final")
     assert model.config.num_hidden_layers == 2

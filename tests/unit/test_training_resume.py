@@ -1,5 +1,6 @@
 """In-process (one CPU process) training: exact resume from the latest checkpoint, a staging
-directory left by a killed save is ignored, and a run refuses a checkpoint of another world size."""
+directory left by a killed save is removed, and a run refuses a per-process data position written
+by another world size."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mathforge.models.checkpoint import latest_checkpoint, load_model
+from mathforge.models.checkpoint import latest_checkpoint, load_model, manifest_entries
 from mathforge.models.tokenizer import default_tokenizer
 from mathforge.training.config import config_from_mapping
 from mathforge.training.distributed import init_distributed
@@ -17,7 +18,7 @@ from mathforge.training.sft import SftConfig, make_stream
 from mathforge.training.trainer import prepare_model, train
 
 
-def run(out: Path, steps: int, every: int = 2) -> tuple[list[float], list[dict]]:
+def run(out: Path, steps: int, every: int = 2, order: str = "global") -> tuple[list[float], list[dict]]:
     config = config_from_mapping(
         SftConfig,
         {
@@ -29,7 +30,7 @@ def run(out: Path, steps: int, every: int = 2) -> tuple[list[float], list[dict]]
             "engine": {"device": "cpu"},
             "checkpoint": {"every": every, "keep_last": 2},
             "metrics": {"progress_bar": "off"},
-            "data": {"synthetic_problems": 64},
+            "data": {"synthetic_problems": 64, "order": order},
         },
     )
     env = init_distributed("cpu")
@@ -59,21 +60,27 @@ def test_resumed_run_continues_with_the_uninterrupted_losses(tmp_path):
     step_dir = tmp_path / "split" / "step-6"
     assert {p.name for p in step_dir.iterdir()} >= {
         "model",
-        "optimizer.pt",
-        "rank-0.pt",
+        "train_state",
+        "rank-0.json",
         "trainer_state.json",
         "config.yaml",
+        "MANIFEST.json",
     }
+    assert not list((tmp_path / "split").glob(".step-*"))  # the killed save's leftovers are gone
     model, _ = load_model(step_dir / "model")
     assert model.config.model_type == "llama"
 
 
-def test_checkpoint_from_another_world_size_is_refused_with_the_reason(tmp_path):
-    run(tmp_path, steps=2)
+def test_per_rank_data_position_from_another_world_size_is_refused_with_the_reason(tmp_path):
+    run(tmp_path, steps=2, order="per_rank")
     state = tmp_path / "step-2" / "trainer_state.json"
     state.write_text(json.dumps({**json.loads(state.read_text()), "world_size": 4}))
+    manifest = tmp_path / "step-2" / "MANIFEST.json"
+    entries = json.loads(manifest.read_text())
+    entries["files"].update(manifest_entries(tmp_path / "step-2", ["trainer_state.json"]))
+    manifest.write_text(json.dumps(entries))
     with pytest.raises(RuntimeError, match="written by 4 processes but this run has 1"):
-        run(tmp_path, steps=4)
+        run(tmp_path, steps=4, order="per_rank")
 
 
 def test_a_stage_starts_from_init_from_weights_and_tokenizer(tmp_path):

@@ -4,6 +4,9 @@
     model, tokenizer = load_model("runs/sft/final")       # CheckpointError if missing or corrupt
     step_dir = latest_checkpoint("runs/sft")              # runs/sft/step-400, or None
 
+A training checkpoint ends with a MANIFEST.json of every file's size and SHA-256, written last;
+`verify_manifest` checks a directory against it before anything in it is used.
+
 A directory is written under a temporary sibling name, fsynced, then renamed into place, so a
 reader sees the old checkpoint or the whole new one, never half of one (when an existing
 directory is replaced, a reader can find none for the instant between two renames; it gets a
@@ -15,6 +18,8 @@ last and atomically, so it only ever names a complete checkpoint.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import random
 import shutil
@@ -37,6 +42,7 @@ from transformers import (
 from mathforge.models.presets import parse_dtype
 
 LATEST = "latest"
+MANIFEST = "MANIFEST.json"
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 
@@ -213,21 +219,85 @@ def checkpoint_step(step_dir: str | Path) -> int:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """The states of Python's, NumPy's and torch's generators (and CUDA's when present)."""
+    """The states of Python's, NumPy's and torch's generators (and CUDA's when present), as plain
+    JSON values, so a checkpoint never needs unpickling to restore them."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state().tolist(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Puts back states taken by `capture_rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+# ---- manifests -----------------------------------------------------------------------------------
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_entries(directory: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of the named files (paths relative to `directory`)."""
+    return {
+        name: {"size": (directory / name).stat().st_size, "sha256": file_sha256(directory / name)}
+        for name in names
+    }
+
+
+def checkpoint_files(directory: Path) -> list[str]:
+    """Every file under `directory` but the manifest, as sorted relative paths."""
+    return sorted(
+        str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST
+    )
+
+
+def write_manifest(directory: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Writes MANIFEST.json; call it after every other file of the checkpoint is complete."""
+    write_text_atomic(directory / MANIFEST, json.dumps({"format": 1, "files": entries}, indent=1) + "\n")
+
+
+def read_manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's {relative path: {size, sha256}}; CheckpointError if it is missing or unreadable."""
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if manifest.get("format") != 1:
+            raise ValueError(f"format {manifest.get('format')!r}, this version reads 1")
+        files = manifest["files"]
+        return {str(name): {"size": int(e["size"]), "sha256": str(e["sha256"])} for name, e in files.items()}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (the save did not finish)") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: unreadable manifest ({exc})") from exc
+
+
+def verify_files(directory: Path, entries: dict[str, dict[str, Any]]) -> None:
+    """Checks the named files' sizes and checksums; CheckpointError naming the first bad file."""
+    for name, expected in entries.items():
+        path = directory / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise CheckpointError(f"{directory / MANIFEST}: names a file outside the checkpoint ({name!r})")
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing (listed in the manifest)")
+        size = path.stat().st_size
+        if size != expected["size"]:
+            raise CheckpointError(f"{path}: {size} bytes, the manifest says {expected['size']} (truncated?)")
+        if file_sha256(path) != expected["sha256"]:
+            raise CheckpointError(f"{path}: checksum differs from the manifest (the file is damaged)")

@@ -220,7 +220,15 @@ def train(
             metrics.event("eval", step=step + 1, **scores)
         if (step + 1) % config.checkpoint.every == 0 or done:
             path = save_checkpoint(
-                config.out_dir, step + 1, engine, rm.tokenizer, config, env, order.state_dict(), 0
+                config.out_dir,
+                step + 1,
+                engine,
+                rm.tokenizer,
+                config,
+                env,
+                order.state_dict(),
+                0,
+                shared_data=True,  # every process follows the same global example order
             )
             metrics.event("checkpoint", step=step + 1, path=str(path))
     state = engine.full_state_dict()

@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mathforge.training.config import ConfigError, TrainConfig, option, stage_config
 from mathforge.training.distributed import DistEnv
+from mathforge.training.global_rows import DATA_ORDERS, GlobalRows
 from mathforge.training.mixture import MixtureStream, Source, read_documents
 from mathforge.training.trainer import run_stage
 
@@ -37,6 +38,12 @@ class PretrainDataConfig:
 
     sources: dict[str, SourceConfig] = dataclasses.field(default_factory=dict)
     tokenizer_sample: int = option(2000, "documents per source used to train a tokenizer when none is given")
+    order: str = option(
+        "global",
+        "global: one document order for the job, each process tokenizes all rows and keeps its own "
+        "(a checkpoint resumes on any number of processes); per_rank: each process reads its own "
+        "share (less tokenizing, resumes only on the same number of processes)",
+    )
 
 
 @dataclasses.dataclass
@@ -49,6 +56,8 @@ class PretrainConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.data.order not in DATA_ORDERS:
+            raise ConfigError(f"data.order {self.data.order!r} is not one of {', '.join(DATA_ORDERS)}")
         if not self.data.sources:
             raise ConfigError("data.sources is empty: give at least one source with a path and a weight")
         for name, source in self.data.sources.items():
@@ -58,12 +67,18 @@ class PretrainConfig(TrainConfig):
                 raise ConfigError(f"data.sources.{name}.weight {source.weight} is negative")
 
 
-def make_stream(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: DistEnv) -> MixtureStream:
+def make_stream(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: DistEnv
+) -> MixtureStream | GlobalRows:
     assert isinstance(config, PretrainConfig)
     sources = [
         Source(name, read_documents(s.path, s.text_field, s.limit), s.weight)
         for name, s in config.data.sources.items()
     ]
+    if config.data.order == "global":
+        return GlobalRows(
+            MixtureStream(sources, tokenizer, config.batch.seq_len, config.seed), env.rank, env.world_size
+        )
     return MixtureStream(sources, tokenizer, config.batch.seq_len, config.seed, env.rank, env.world_size)
 
 

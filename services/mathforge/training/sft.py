@@ -27,6 +27,7 @@ from mathforge.training.config import (
     stage_config,
 )
 from mathforge.training.distributed import DistEnv
+from mathforge.training.global_rows import DATA_ORDERS, GlobalRows
 from mathforge.training.sft_data import SftStream, read_conversations, synthetic_conversations, tokenize_chat
 from mathforge.training.trainer import run_stage
 
@@ -39,6 +40,11 @@ class SftDataConfig:
     synthetic_problems: int = option(0, "add this many synthetic arithmetic word problems (training split)")
     synthetic_difficulty: int = option(2, "operations per synthetic problem (1-5)")
     styles: list[str] = option(["cot", "pot", "tool"], "solution formats of the synthetic problems, in turn")
+    order: str = option(
+        "global",
+        "global: one example order for the job, each process packs all rows and keeps its own (a "
+        "checkpoint resumes on any number of processes); per_rank: each process reads its own share",
+    )
 
 
 @dataclasses.dataclass
@@ -60,6 +66,8 @@ class SftConfig(TrainConfig):
         super().validate()
         if not self.data.paths and self.data.synthetic_problems <= 0:
             raise ConfigError("no SFT data: set data.paths and/or data.synthetic_problems")
+        if self.data.order not in DATA_ORDERS:
+            raise ConfigError(f"data.order {self.data.order!r} is not one of {', '.join(DATA_ORDERS)}")
 
 
 def conversations(config: SftConfig) -> list[list[dict[str, str]]]:
@@ -71,11 +79,16 @@ def conversations(config: SftConfig) -> list[list[dict[str, str]]]:
     return found
 
 
-def make_stream(config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: DistEnv) -> SftStream:
+def make_stream(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: DistEnv
+) -> SftStream | GlobalRows:
     assert isinstance(config, SftConfig)
     # Training and inference must share one chat format: the saved tokenizer carries this template.
     tokenizer.chat_template = CHAT_TEMPLATE
     examples = [tokenize_chat(messages, tokenizer) for messages in conversations(config)]
+    if config.data.order == "global":
+        stream = SftStream(examples, config.batch.seq_len, config.seed, tokenizer.pad_token_id)
+        return GlobalRows(stream, env.rank, env.world_size)
     return SftStream(
         examples, config.batch.seq_len, config.seed, tokenizer.pad_token_id, env.rank, env.world_size
     )

@@ -37,6 +37,7 @@ from mathforge.training.distributed import (
     init_distributed,
 )
 from mathforge.training.engines import build_engine
+from mathforge.training.global_rows import GlobalRows
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.packing import IGNORE
 
@@ -181,7 +182,15 @@ def train(
         )
         if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
             path = save_checkpoint(
-                config.out_dir, step + 1, engine, tokenizer, config, env, stream.state_dict(), tokens
+                config.out_dir,
+                step + 1,
+                engine,
+                tokenizer,
+                config,
+                env,
+                stream.state_dict(),
+                tokens,
+                shared_data=isinstance(stream, GlobalRows),
             )
             metrics.event("checkpoint", step=step + 1, path=str(path))
     final_state = engine.full_state_dict()
