@@ -1,5 +1,5 @@
-"""The reward-model training loop: binary cross-entropy at the ORM's EOS or at each PRM step end,
-on the training stages' engines, checkpoints and metrics.
+"""The reward-model stage: binary cross-entropy at the ORM's EOS or at each PRM step end, as a
+TrainModule on the shared Trainer (training/train_loop.py: engines, checkpoints, resume, metrics).
 
     result = run_training(config)     # what `python -m mathforge.reward.train` calls
 
@@ -12,25 +12,23 @@ states and the data position, so a restarted run continues with the same losses.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mathforge.models.checkpoint import atomic_directory, write_model_files
 from mathforge.models.tokenizer import default_corpus
 from mathforge.reward.data import ExampleOrder, RewardExample, mix_replay, read_examples
 from mathforge.reward.encoding import EncodedItem, collate, encode, read_logits, score_encoded
 from mathforge.reward.model import RewardModel, init_reward_model
 from mathforge.reward.synthetic import synthetic_examples
 from mathforge.reward.train_config import RewardTrainConfig
-from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
 from mathforge.training.config import dump_config
 from mathforge.training.distributed import DistEnv, all_reduce_sum, finish_distributed, init_distributed
 from mathforge.training.engines import build_engine
 from mathforge.training.metrics import TrainMetrics
+from mathforge.training.train_loop import BatchResult, Trainer
 from mathforge.training.trainer import prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -153,93 +151,80 @@ def _micro_loss(
     return F.binary_cross_entropy_with_logits(picked.float(), targets, reduction="sum")
 
 
+class RewardModule:
+    """The reward stage's TrainModule: BCE at the read positions of a slice of the global example
+    order, and held-out AUC every `reward.eval_every` steps."""
+
+    # every process follows the same global example order and takes its slice of each step
+    shared_data = True
+
+    def __init__(
+        self,
+        config: RewardTrainConfig,
+        env: DistEnv,
+        rm: RewardModel,
+        train_data: Encoded,
+        eval_data: Encoded | None,
+    ):
+        self.config = config
+        self.env = env
+        self.rm = rm
+        self.train_data = train_data
+        self.eval_data = eval_data
+        self.order = ExampleOrder(len(train_data.items), seed=config.seed)
+        self.result = TrainResult()
+
+    def start_info(self) -> dict[str, Any]:
+        return {"examples": len(self.train_data.items), "skipped_long": self.train_data.skipped_long}
+
+    def train_batch(self, engine: Any, step: int) -> BatchResult:
+        config, env, data = self.config, self.env, self.train_data
+        per_rank = config.reward.examples_per_step // env.world_size
+        chosen = self.order.take(config.reward.examples_per_step)[
+            env.rank * per_rank : (env.rank + 1) * per_rank
+        ]
+        count = sum(len(data.labels[i]) for i in chosen)
+        global_count = max(all_reduce_sum(count, env.device), 1.0)
+        loss_sum = 0.0
+        micro = config.batch.micro_batch_size
+        for offset in range(0, per_rank, micro):
+            part = chosen[offset : offset + micro]
+            with engine.micro_step() as module:
+                loss = _micro_loss(
+                    self.rm, module, [data.items[i] for i in part], [data.labels[i] for i in part], env.device
+                )
+                engine.backward(loss * (engine.loss_multiplier / global_count))
+            loss_sum += float(loss.detach())
+        loss = all_reduce_sum(loss_sum, env.device) / global_count
+        self.result.losses.append(loss)
+        return BatchResult(loss=loss, counts={"examples": float(config.reward.examples_per_step)})
+
+    def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None:
+        every = self.config.reward.eval_every
+        if self.eval_data is not None and (done or (every and step % every == 0)):
+            # Every process evaluates: under ZeRO-3 a forward pass gathers parameters from all ranks.
+            scores = evaluate(RewardModel(engine.module, self.rm.tokenizer), self.eval_data)
+            self.result.evals.append({"step": float(step), **scores})
+            metrics.event("eval", step=step, **scores)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.order.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.order.load_state_dict(state)
+
+
 def train(
     config: RewardTrainConfig, env: DistEnv, rm: RewardModel, train_data: Encoded, eval_data: Encoded | None
 ) -> TrainResult:
     """Runs (or resumes) the configured steps; returns the losses of the steps run and the evals."""
     engine = build_engine(config, rm.network, env)
     rm.network.train()
-    metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
-    order = ExampleOrder(len(train_data.items), seed=config.seed)
-    start = 0
-    resumed = resume_checkpoint(config.out_dir, engine, env) if config.checkpoint.resume else None
-    if resumed is not None:
-        start = resumed.step
-        order.load_state_dict(resumed.data_state)
-        metrics.event("resume", step=start, out_dir=config.out_dir)
-    else:
-        metrics.event(
-            "start",
-            world_size=env.world_size,
-            accumulation=engine.accumulation,
-            device=str(env.device),
-            examples=len(train_data.items),
-            skipped_long=train_data.skipped_long,
-            config=config.as_dict(),
-        )
-    result = TrainResult()
-    per_rank = config.reward.examples_per_step // env.world_size
-    micro = config.batch.micro_batch_size
-    for step in range(start, config.batch.steps):
-        began = time.perf_counter()
-        chosen = order.take(config.reward.examples_per_step)[env.rank * per_rank : (env.rank + 1) * per_rank]
-        count = sum(len(train_data.labels[i]) for i in chosen)
-        global_count = max(all_reduce_sum(count, env.device), 1.0)
-        lr = engine.lr()
-        loss_sum = 0.0
-        for offset in range(0, per_rank, micro):
-            part = chosen[offset : offset + micro]
-            with engine.micro_step() as module:
-                loss = _micro_loss(
-                    rm,
-                    module,
-                    [train_data.items[i] for i in part],
-                    [train_data.labels[i] for i in part],
-                    env.device,
-                )
-                engine.backward(loss * (engine.loss_multiplier / global_count))
-            loss_sum += float(loss.detach())
-        grad_norm = engine.step()
-        step_loss = all_reduce_sum(loss_sum, env.device) / global_count
-        result.losses.append(step_loss)
-        metrics.log(
-            step + 1,
-            {
-                "loss": step_loss,
-                "lr": lr,
-                "grad_norm": grad_norm,
-                "examples_per_s": config.reward.examples_per_step / (time.perf_counter() - began),
-            },
-        )
-        done = step + 1 == config.batch.steps
-        every = config.reward.eval_every
-        if eval_data is not None and (done or (every and (step + 1) % every == 0)):
-            # Every process evaluates: under ZeRO-3 a forward pass gathers parameters from all ranks.
-            scores = evaluate(RewardModel(engine.module, rm.tokenizer), eval_data)
-            result.evals.append({"step": float(step + 1), **scores})
-            metrics.event("eval", step=step + 1, **scores)
-        if (step + 1) % config.checkpoint.every == 0 or done:
-            path = save_checkpoint(
-                config.out_dir,
-                step + 1,
-                engine,
-                rm.tokenizer,
-                config,
-                env,
-                order.state_dict(),
-                0,
-                shared_data=True,  # every process follows the same global example order
-            )
-            metrics.event("checkpoint", step=step + 1, path=str(path))
-    state = engine.full_state_dict()
-    if env.is_main:
-        final = Path(config.out_dir) / "final"
-        with atomic_directory(final) as staging:
-            write_model_files(engine.module, rm.tokenizer, staging, state)
-        result.final = str(final)
-        metrics.event("done", step=config.batch.steps, final=str(final))
-    metrics.close()
-    return result
+    module = RewardModule(config, env, rm, train_data, eval_data)
+    trainer = Trainer(config, env, engine, module, rm.tokenizer)
+    trainer.fit()
+    module.result.final = str(trainer.final) if env.is_main else ""
+    return module.result
 
 
 def run_training(config: RewardTrainConfig) -> TrainResult:

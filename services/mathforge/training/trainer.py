@@ -1,5 +1,5 @@
-"""The training loop every stage shares: model and tokenizer set-up, accumulation, checkpoints,
-exact resume, metrics.
+"""Pretraining and SFT: model and tokenizer set-up, and the TrainModule that trains one batch of
+packed rows on the shared Trainer (train_loop.py: checkpoints, exact resume, metrics).
 
     run_stage(config, make_stream=..., tokenizer_texts=...)   # called by pretrain.py and sft.py
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,10 +23,9 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from mathforge.models.checkpoint import CheckpointError, load_model, save_model
+from mathforge.models.checkpoint import CheckpointError, load_model
 from mathforge.models.presets import build_model
 from mathforge.models.tokenizer import build_tokenizer
-from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
 from mathforge.training.config import TrainConfig
 from mathforge.training.distributed import (
     DistEnv,
@@ -40,6 +38,7 @@ from mathforge.training.engines import build_engine
 from mathforge.training.global_rows import GlobalRows
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.packing import IGNORE
+from mathforge.training.train_loop import BatchResult, Trainer
 
 
 class BatchStream(Protocol):
@@ -112,6 +111,62 @@ def prepare_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> Pr
     return model
 
 
+class LanguageModelModule:
+    """Pretraining and SFT's TrainModule: next-token loss over packed rows from a batch stream."""
+
+    def __init__(
+        self, config: TrainConfig, env: DistEnv, tokenizer: PreTrainedTokenizerBase, stream: BatchStream
+    ):
+        self.config = config
+        self.env = env
+        self.pad_id = tokenizer.pad_token_id
+        self.stream = stream
+        self.shared_data = isinstance(stream, GlobalRows)
+        self.autocast = (
+            env.device.type == "cuda" and config.engine.kind == "ddp" and config.model.dtype != "float32"
+        )
+
+    def start_info(self) -> dict[str, Any]:
+        return {}
+
+    def train_batch(self, engine: Any, step: int) -> BatchResult:
+        micro_batches = [
+            {
+                k: v.to(self.env.device)
+                for k, v in self.stream.next_batch(self.config.batch.micro_batch_size).items()
+            }
+            for _ in range(engine.accumulation)
+        ]
+        targets = sum(int((b["labels"] != IGNORE).sum()) for b in micro_batches)
+        global_targets = max(all_reduce_sum(targets, self.env.device), 1.0)
+        loss_sum = 0.0
+        for batch in micro_batches:
+            with engine.micro_step() as forward_model:
+                autocast = (
+                    torch.autocast("cuda", dtype=torch.bfloat16)
+                    if self.autocast
+                    else contextlib.nullcontext()
+                )
+                with autocast:
+                    loss = token_loss_sum(forward_model, batch)
+                engine.backward(loss * (engine.loss_multiplier / global_targets))
+            loss_sum += float(loss.detach())
+        tokens = sum(int((b["input_ids"] != self.pad_id).sum()) for b in micro_batches)
+        return BatchResult(
+            loss=all_reduce_sum(loss_sum, self.env.device) / global_targets,
+            counts={"tokens": all_reduce_sum(tokens, self.env.device)},
+        )
+
+    def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state)
+
+
 def train(
     config: TrainConfig,
     env: DistEnv,
@@ -121,84 +176,7 @@ def train(
 ) -> list[float]:
     """Runs (or resumes) the configured number of steps; returns the losses of the steps it ran."""
     engine = build_engine(config, model, env)
-    metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
-    start, tokens = 0, 0
-    resumed = resume_checkpoint(config.out_dir, engine, env) if config.checkpoint.resume else None
-    if resumed is not None:
-        start, tokens = resumed.step, resumed.tokens
-        stream.load_state_dict(resumed.data_state)
-        metrics.event("resume", step=start, out_dir=config.out_dir)
-    else:
-        metrics.event(
-            "start",
-            world_size=env.world_size,
-            accumulation=engine.accumulation,
-            device=str(env.device),
-            engine=config.engine.kind,
-            config=config.as_dict(),
-        )
-    use_autocast = (
-        env.device.type == "cuda" and config.engine.kind == "ddp" and config.model.dtype != "float32"
-    )
-    losses = []
-    for step in range(start, config.batch.steps):
-        began = time.perf_counter()
-        micro_batches = [
-            {k: v.to(env.device) for k, v in stream.next_batch(config.batch.micro_batch_size).items()}
-            for _ in range(engine.accumulation)
-        ]
-        targets = sum(int((b["labels"] != IGNORE).sum()) for b in micro_batches)
-        global_targets = max(all_reduce_sum(targets, env.device), 1.0)
-        lr = engine.lr()
-        loss_sum = 0.0
-        for batch in micro_batches:
-            with engine.micro_step() as forward_model:
-                autocast = (
-                    torch.autocast("cuda", dtype=torch.bfloat16) if use_autocast else contextlib.nullcontext()
-                )
-                with autocast:
-                    loss = token_loss_sum(forward_model, batch)
-                engine.backward(loss * (engine.loss_multiplier / global_targets))
-            loss_sum += float(loss.detach())
-        grad_norm = engine.step()
-        step_loss = all_reduce_sum(loss_sum, env.device) / global_targets
-        step_tokens = int(
-            all_reduce_sum(
-                sum(int((b["input_ids"] != tokenizer.pad_token_id).sum()) for b in micro_batches), env.device
-            )
-        )
-        tokens += step_tokens
-        elapsed = time.perf_counter() - began
-        losses.append(step_loss)
-        metrics.log(
-            step + 1,
-            {
-                "loss": step_loss,
-                "lr": lr,
-                "grad_norm": grad_norm,
-                "tokens_per_s": step_tokens / elapsed,
-                "tokens": float(tokens),
-            },
-        )
-        if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
-            path = save_checkpoint(
-                config.out_dir,
-                step + 1,
-                engine,
-                tokenizer,
-                config,
-                env,
-                stream.state_dict(),
-                tokens,
-                shared_data=isinstance(stream, GlobalRows),
-            )
-            metrics.event("checkpoint", step=step + 1, path=str(path))
-    final_state = engine.full_state_dict()
-    if env.is_main:
-        final = save_model(engine.module, tokenizer, Path(config.out_dir) / "final", final_state)
-        metrics.event("done", step=config.batch.steps, tokens=tokens, final=str(final))
-    metrics.close()
-    return losses
+    return Trainer(config, env, engine, LanguageModelModule(config, env, tokenizer, stream), tokenizer).fit()
 
 
 def run_stage(

@@ -1,0 +1,143 @@
+"""The one training loop of every stage: a Trainer owns the steps, metrics, checkpoints, resume and
+the final save; a stage's TrainModule says how one batch trains.
+
+    trainer = Trainer(config, env, engine, module, tokenizer)
+    losses = trainer.fit()            # runs (or resumes) to batch.steps
+
+A TrainModule runs the forward and backward passes of one optimizer step (all its micro-steps) and
+returns the step's loss, extra values to log and counts to turn into rates; the Trainer then steps
+the optimizer, logs, lets the module evaluate, and checkpoints. Pretraining and SFT
+(training/trainer.py) and the reward model (reward/trainer.py) are TrainModules over this loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from transformers import PreTrainedTokenizerBase
+
+from mathforge.models.checkpoint import save_model
+from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
+from mathforge.training.config import TrainConfig
+from mathforge.training.distributed import DistEnv
+from mathforge.training.metrics import TrainMetrics
+
+
+@dataclass
+class BatchResult:
+    """What one optimizer step's forward and backward passes produced."""
+
+    loss: float
+    values: dict[str, float] = field(default_factory=dict)  # logged as they are
+    counts: dict[str, float] = field(default_factory=dict)  # logged as <name>_per_s
+
+
+class TrainModule(Protocol):
+    """How one stage trains one batch, and the data position a checkpoint keeps."""
+
+    # True when every process's data position is the job's one global position, so a checkpoint
+    # continues on another number of processes.
+    shared_data: bool
+
+    def start_info(self) -> dict[str, Any]: ...
+
+    def train_batch(self, engine: Any, step: int) -> BatchResult: ...
+
+    def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class Trainer:
+    """Runs a TrainModule's steps with checkpoints every `checkpoint.every` steps and exact resume."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        env: DistEnv,
+        engine: Any,
+        module: TrainModule,
+        tokenizer: PreTrainedTokenizerBase,
+    ):
+        self.config = config
+        self.env = env
+        self.engine = engine
+        self.module = module
+        self.tokenizer = tokenizer
+        self.metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
+        self.tokens = 0
+        self.final: Path | None = None
+
+    def _resume(self) -> int:
+        config = self.config
+        resumed = (
+            resume_checkpoint(config.out_dir, self.engine, self.env) if config.checkpoint.resume else None
+        )
+        if resumed is None:
+            self.metrics.event(
+                "start",
+                world_size=self.env.world_size,
+                accumulation=self.engine.accumulation,
+                device=str(self.env.device),
+                engine=config.engine.kind,
+                **self.module.start_info(),
+                config=config.as_dict(),
+            )
+            return 0
+        self.tokens = resumed.tokens
+        self.module.load_state_dict(resumed.data_state)
+        details = {"from_world_size": resumed.world_size} if resumed.world_size != self.env.world_size else {}
+        self.metrics.event("resume", step=resumed.step, out_dir=config.out_dir, **details)
+        return resumed.step
+
+    def fit(self) -> list[float]:
+        """Runs (or resumes) to batch.steps; returns the losses of the steps this call ran."""
+        config, engine = self.config, self.engine
+        start = self._resume()
+        losses = []
+        for step in range(start, config.batch.steps):
+            began = time.perf_counter()
+            lr = engine.lr()
+            result = self.module.train_batch(engine, step)
+            grad_norm = engine.step()
+            elapsed = time.perf_counter() - began
+            self.tokens += int(result.counts.get("tokens", 0))
+            losses.append(result.loss)
+            values = {"loss": result.loss, "lr": lr, "grad_norm": grad_norm}
+            values.update({f"{name}_per_s": count / elapsed for name, count in result.counts.items()})
+            if "tokens" in result.counts:
+                values["tokens"] = float(self.tokens)
+            values.update(result.values)
+            self.metrics.log(step + 1, values)
+            done = step + 1 == config.batch.steps
+            self.module.after_step(engine, step + 1, done, self.metrics)
+            if (step + 1) % config.checkpoint.every == 0 or done:
+                path = save_checkpoint(
+                    config.out_dir,
+                    step + 1,
+                    engine,
+                    self.tokenizer,
+                    config,
+                    self.env,
+                    self.module.state_dict(),
+                    self.tokens,
+                    shared_data=self.module.shared_data,
+                )
+                self.metrics.event("checkpoint", step=step + 1, path=str(path))
+        self._save_final()
+        self.metrics.close()
+        return losses
+
+    def _save_final(self) -> None:
+        state_dict = self.engine.full_state_dict()  # collective under ZeRO-3
+        final = Path(self.config.out_dir) / "final"
+        if self.env.is_main:
+            save_model(self.engine.module, self.tokenizer, final, state_dict)
+            done = {"tokens": self.tokens} if self.tokens else {}
+            self.metrics.event("done", step=self.config.batch.steps, **done, final=str(final))
+        self.final = final
