@@ -38,6 +38,7 @@ from mathforge.training.engines import build_engine
 from mathforge.training.global_rows import GlobalRows
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.packing import IGNORE
+from mathforge.training.sharded_load import prepare_partitioned, zero_stage
 from mathforge.training.train_loop import BatchResult, Trainer
 
 
@@ -90,9 +91,16 @@ def prepare_tokenizer(
     return AutoTokenizer.from_pretrained(str(own), local_files_only=True)
 
 
-def prepare_model(config: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """The starting weights: init_from's checkpoint, or the preset with seeded random weights."""
-    if config.model.init_from:
+def prepare_model(
+    config: TrainConfig, tokenizer: PreTrainedTokenizerBase, env: DistEnv | None = None
+) -> PreTrainedModel:
+    """The starting weights: init_from's checkpoint, or the preset with seeded random weights.
+
+    Under ZeRO-3 (given `env`) init_from's weights are created partitioned and each process reads
+    only its share (sharded_load.py)."""
+    if config.model.init_from and env is not None and zero_stage(config) == 3:
+        model = prepare_partitioned(config, env, config.model.init_from)
+    elif config.model.init_from:
         model, _ = load_model(config.model.init_from, dtype="float32")
     else:
         model = build_model(
@@ -189,7 +197,7 @@ def run_stage(
     hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
     try:
         tokenizer = prepare_tokenizer(config, env, tokenizer_texts)
-        model = prepare_model(config, tokenizer)
+        model = prepare_model(config, tokenizer, env)
         stream = make_stream(config, tokenizer, env)
         return train(config, env, model, tokenizer, stream)
     except CheckpointError as exc:
