@@ -25,7 +25,7 @@ def _rollout(step: int) -> Rollout:
     texts = [
         f"{step} + 2 = {step + 2}\nThe answer is \\boxed{{{step + 2}}}.",
         "I think \\boxed{0}.",
-        "x",
+        "",  # a blank output: kept as a wrong answer for an ORM
         "y",
     ]
     rollout = Rollout(questions, 4, 1, [[1, 2]], [[5]] * 4, [[0.0]] * 4, texts, [False] * 4)
@@ -68,10 +68,13 @@ def test_reward_model_is_continued_on_fresh_samples_with_replay(tmp_path):
     assert [row["correct"] for row in first] == [True, False]  # samples_per_question=2, rule labels
     assert first[0]["reference"] == "2"
 
+    trainer.retrain(iteration=1, step=2)
     model_dir = trainer.retrain(iteration=2, step=4)
     assert (model_dir / "config.json").is_file() and list(model_dir.glob("*.safetensors"))
     effective = (model_dir.parent / "step-2" / "config.yaml").read_text()
-    assert "step-00000002.jsonl" in effective and "step-00000003.jsonl" in effective  # fresh: steps 2-3
-    replay_part = effective.split("replay:")[1]
-    assert "step-00000000.jsonl" in replay_part and "step-00000001.jsonl" in replay_part  # replayed
+    fresh = [json.loads(line) for line in trainer.labels_file(2).read_text().splitlines()]
+    assert [row["correct"] for row in fresh] == [True, False, True, False]  # labelled samples of steps 2-3
+    train_part, replay_part = effective.split("replay:")[:2]
+    assert "iteration-2.jsonl" in train_part.split("train:")[1]
+    assert "iteration-1.jsonl" in replay_part  # the earlier iteration is replayed
     assert "replay_share: 0.1" in effective

@@ -98,14 +98,20 @@ def estimate(right: int, samples: int, estimation: str) -> float:
 
 
 def label_solutions(
-    solutions: Sequence[Solution], complete: Completer, settings: ShepherdSettings
+    solutions: Sequence[Solution],
+    complete: Completer,
+    settings: ShepherdSettings,
+    prompt: Callable[[str, str], str] | None = None,
 ) -> list[RewardExample]:
-    """One PRM example per solution with a label per step (solutions with no steps are dropped)."""
+    """One PRM example per solution with a label per step (solutions with no steps are dropped).
+
+    `prompt(question, prefix)` is the text the policy continues; by default `policy_prompt`. A
+    trainer whose policy saw another prompt (an instruction appended) passes its own, so that the
+    continuations come from the distribution the solutions were sampled from."""
     n = settings.samples_per_step
+    prompt = prompt or policy_prompt
     prefixes = [step_prefixes(s.response, settings.step_separator) for s in solutions]
-    prompts = [
-        policy_prompt(s.question, p) for s, ps in zip(solutions, prefixes, strict=True) for p in ps[:-1]
-    ]
+    prompts = [prompt(s.question, p) for s, ps in zip(solutions, prefixes, strict=True) for p in ps[:-1]]
     completions = iter(_in_batches(prompts, n, complete, settings.batch_prompts))
     examples = []
     for solution, solution_prefixes in zip(solutions, prefixes, strict=True):

@@ -26,6 +26,7 @@ from mathforge.training.grpo.rollout import (
     sample_groups,
     score_rollout,
 )
+from mathforge.training.grpo.unfinished import settle_unfinished
 
 
 def signal_groups(rollout: Rollout) -> list[int]:
@@ -56,6 +57,7 @@ class BatchCollector:
         mine = taken[self.rank * per_rank : (self.rank + 1) * per_rank]
         rollout = sample_groups(self.sampling, self.tokenizer, mine, self.config, self.seed(batch, draw))
         score_rollout(self.scoring, self.tokenizer, rollout, self.config)
+        settle_unfinished(rollout)  # blank and cut outputs count as wrong (unfinished.py)
         return rollout
 
     def __call__(self, batch: int) -> Rollout:

@@ -130,6 +130,17 @@ class IterativeConfig:
         0.1, "share of historical samples replayed in RM retraining (DeepSeekMath §4)"
     )
     samples_per_question: int = option(4, "fresh policy samples kept per question for RM retraining")
+    labels: str = option(
+        "shepherd",
+        "PRM labels of the fresh samples: shepherd (Math-Shepherd: the policy continues each step prefix) "
+        "or outcome (cheaper proxy: every step gets the final answer's correctness)",
+    )
+    shepherd_samples_per_step: int = option(
+        4, "Math-Shepherd continuations per step prefix (Math-Shepherd used 8; fewer is cheaper)"
+    )
+    shepherd_estimation: str = option(
+        "hard", "Math-Shepherd step label: hard (any right) or soft (share right)"
+    )
 
 
 @dataclasses.dataclass
@@ -225,6 +236,12 @@ class GrpoConfig(TrainConfig):
             ),
             (it.reward_model_kind in ("orm", "prm"), "iterative.reward_model_kind must be orm or prm"),
             (0 <= it.replay_fraction < 1, "iterative.replay_fraction must be in [0, 1)"),
+            (it.labels in ("shepherd", "outcome"), "iterative.labels must be shepherd or outcome"),
+            (it.shepherd_samples_per_step >= 1, "iterative.shepherd_samples_per_step must be >= 1"),
+            (
+                it.shepherd_estimation in ("hard", "soft"),
+                "iterative.shepherd_estimation must be hard or soft",
+            ),
             (self.eval.every >= 0, "eval.every must be >= 0"),
             (
                 self.services.keep_versions >= 2,

@@ -42,7 +42,12 @@ from mathforge.training.grpo.advantages import outcome_advantages, process_token
 from mathforge.training.grpo.batches import BatchCollector
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.evaluation import held_out_accuracy, held_out_questions
-from mathforge.training.grpo.iterative import RewardModelTrainer, record_samples
+from mathforge.training.grpo.iterative import (
+    RewardModelTrainer,
+    continuation_prompt,
+    policy_completer,
+    record_samples,
+)
 from mathforge.training.grpo.publish import WeightPublisher
 from mathforge.training.grpo.questions import QuestionPool
 from mathforge.training.grpo.rollout import Rollout
@@ -241,7 +246,9 @@ class GrpoRun:
             version = 0
             loaded = self.link.reward_models.get(kind)
             if self.env.is_main:
-                path = str(self.rm_trainer.retrain(iteration, step))
+                complete = policy_completer(self.link, self.config, self.config.seed * 31 + iteration)
+                prompt = continuation_prompt(self.tokenizer, self.config.task.instruction)
+                path = str(self.rm_trainer.retrain(iteration, step, complete, prompt))
                 version = self.link.load_reward_model(kind, (loaded.version if loaded else 0) + 1, path)
             version = int(all_reduce_sum(version, self.env.device))
             self.link.reward_models[kind] = LoadedModel(version, str(self.rm_trainer.model_dir(iteration)))
