@@ -10,7 +10,8 @@ one) and whatever a \\boxed{} written before the cut says:
 - its reward becomes the lowest reward of its group, so it never ranks above a finished output;
 - under process supervision its steps keep their scores except the last, cut one, which gets the
   group's lowest step score. A blank output has no steps and so no per-step reward.
-A blank output has no tokens either: it carries no gradient, only its place in the group baseline.
+A blank output still has its tokens (the end-of-sequence token the policy chose at once), so with
+the group's lowest reward the update makes ending at once less likely.
 """
 
 from __future__ import annotations
