@@ -239,6 +239,7 @@ def test_cli_eval_run_writes_both_reports(
     assert len(report["items"]) == 3
     markdown = (out / "report.md").read_text()
     assert "| acc | 0.6667 |" in markdown and "gsm8k-2" in markdown
+    assert report["model"]["weights_versions"] == [0] and report["code"]["mathforge"]
     assert re.search(r'"acc": 0\.66', capsys.readouterr().out)
 
 

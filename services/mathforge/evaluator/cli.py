@@ -1,9 +1,10 @@
 """The evaluator's commands: `mathforge grade FILE.jsonl`, `mathforge eval metrics FILE.jsonl` and
-`mathforge eval run --benchmark NAME|PATH --sampler HOST:PORT -k K --out DIR`.
+`mathforge eval run --benchmark NAME|PATH (--model DIR | --sampler HOST:PORT) -k K --out DIR`.
 
     mathforge grade pairs.jsonl > verdicts.jsonl       # lines {"pred", "gold", optional "policy"}
     mathforge eval metrics samples.jsonl               # lines {"gold", "samples": [...]}
     mathforge eval run --benchmark gsm8k --sampler 127.0.0.1:50054 -k 4 --out runs/eval-gsm8k
+    mathforge eval run --benchmark gsm8k --model runs/tiny/sft/final --out runs/eval-sft
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mathforge.data_cli import group
@@ -107,20 +109,53 @@ def _metrics(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     from mathforge.evaluator.benchmarks import load_benchmark, resolve_benchmark
+    from mathforge.evaluator.provenance import weights_digest
+
+    if args.k < 1:
+        print(f"mathforge eval run: -k {args.k} must be >= 1", file=sys.stderr)
+        return 2
+    if not args.sampler and not args.model:
+        print(
+            "mathforge eval run: give --model DIR (a checkpoint directory; a sampler is started for it) "
+            "or --sampler HOST:PORT (a running sampler)",
+            file=sys.stderr,
+        )
+        return 2
+    model: dict[str, Any] = {}
+    try:
+        path = resolve_benchmark(args.benchmark, args.benchmark_dir)
+        items = load_benchmark(path, limit=args.limit or None)
+        if args.model:
+            model = {"path": str(Path(args.model).resolve()), "weights_digest": weights_digest(args.model)}
+    except (ValueError, OSError) as exc:
+        print(f"mathforge eval run: {exc}", file=sys.stderr)
+        return 2
+    if args.sampler:
+        return _run_against(args, args.sampler, items, path, model)
+    from mathforge.evaluator.provenance import local_sampler
+    from mathforge.runtime.config import ConfigError
+
+    print(f"starting a sampler for {args.model} ({args.device}, {args.dtype}) ...", file=sys.stderr)
+    try:
+        with local_sampler(args.model, args.device, args.dtype, args.max_tokens) as target:
+            return _run_against(args, target, items, path, model)
+    except ConfigError as exc:
+        print(f"mathforge eval run: --model {args.model}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_against(
+    args: argparse.Namespace, target: str, items: list[Any], path: Any, model: dict[str, Any]
+) -> int:
+    """Runs the benchmark against the sampler at `target` and writes the report."""
+    import grpc
+
+    from mathforge.evaluator.provenance import code_version, sampler_model
     from mathforge.evaluator.report import write_report
     from mathforge.evaluator.run import RunSettings, run_benchmark, sampler_generate
     from mathforge.runtime.client import RetryPolicy
     from mathforge.runtime.clients.sampler import SamplerClient
 
-    if args.k < 1:
-        print(f"mathforge eval run: -k {args.k} must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        path = resolve_benchmark(args.benchmark, args.benchmark_dir)
-        items = load_benchmark(path, limit=args.limit or None)
-    except (ValueError, OSError) as exc:
-        print(f"mathforge eval run: {exc}", file=sys.stderr)
-        return 2
     settings = RunSettings(
         k=args.k,
         temperature=args.temperature,
@@ -129,22 +164,23 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
-    client = SamplerClient(
-        args.sampler, timeout_s=args.timeout_s, retry=RetryPolicy(budget_s=args.retry_budget_s)
-    )
+    client = SamplerClient(target, timeout_s=args.timeout_s, retry=RetryPolicy(budget_s=args.retry_budget_s))
 
     def progress(done: int, total: int, accuracy: float) -> None:
         print(f"\r{done}/{total} greedy acc {accuracy:.3f}", end="", file=sys.stderr, flush=True)
 
-    import grpc
-
+    versions: set[int] = set()
     try:
-        result = run_benchmark(items, sampler_generate(client), settings, progress)
+        result = run_benchmark(items, sampler_generate(client, versions), settings, progress)
+        model["weights_versions"] = sorted(versions)  # of every completion graded
+        try:
+            model.update(sampler_model(client.info()))
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # a sampler without Info: versions only
+                raise
     except grpc.RpcError as exc:
-        print(
-            f"\nmathforge eval run: sampler {args.sampler}: {exc.code().name}: {exc.details()}",
-            file=sys.stderr,
-        )
+        where = f"sampler {args.sampler}" if args.sampler else f"the sampler started for {args.model}"
+        print(f"\nmathforge eval run: {where}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     finally:
         client.close()
@@ -152,7 +188,9 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
     report = {
         "benchmark": items[0].benchmark if items else str(args.benchmark),
         "path": str(path),
-        "sampler": args.sampler,
+        "sampler": args.sampler or f"started in-process for --model ({target})",
+        "model": model,
+        "code": code_version(),
         "settings": {
             "k": args.k,
             "temperature": args.temperature,
@@ -194,7 +232,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--benchmark-dir", default="", help="where known benchmark names are found (or give a file path)"
     )
-    run.add_argument("--sampler", required=True, help="sampler endpoint HOST:PORT")
+    run.add_argument(
+        "--model",
+        default="",
+        help="checkpoint directory to evaluate (Hugging Face format); without --sampler a sampler is "
+        "started for it in this process and stopped at the end",
+    )
+    run.add_argument("--sampler", default="", help="a running sampler's endpoint HOST:PORT")
+    run.add_argument("--device", default="cpu", help="with --model alone: cpu or cuda[:n]")
+    run.add_argument("--dtype", default="float32", help="with --model alone: float32, bfloat16 or float16")
     run.add_argument("-k", type=int, default=1, help="samples per question (sample 0 is greedy)")
     run.add_argument("--out", required=True, help="output directory for report.json and report.md")
     run.add_argument("--limit", type=int, default=0, help="only the first N items (0 = all)")

@@ -28,6 +28,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     """A short human report: settings, the headline metrics, breakdowns and the first misses."""
     metrics: dict[str, float] = report["metrics"]
     lines = [f"# {report.get('benchmark', 'benchmark')} evaluation", ""]
+    model, code = report.get("model") or {}, report.get("code") or {}
+    if model:
+        lines.append(f"- model: {model.get('path') or model.get('served_model', '?')}")
+        if "weights_digest" in model:
+            lines.append(f"- weights: {model['weights_digest']}")
+        if "weights_version" in model:
+            lines.append(f"- weights version served: {model['weights_version']}")
+    if code:
+        commit = code.get("git_commit")
+        dirty = " (uncommitted changes)" if code.get("git_dirty") else ""
+        lines.append(
+            f"- code: mathforge {code.get('mathforge')}" + (f", commit {commit}{dirty}" if commit else "")
+        )
     lines += [f"- {key}: {value}" for key, value in report.get("settings", {}).items()]
     lines += ["", "| metric | value |", "| --- | --- |"]
     lines += [f"| {key} | {value:.4f} |" for key, value in metrics.items() if "/" not in key]

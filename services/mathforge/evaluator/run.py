@@ -19,13 +19,19 @@ from mathforge.evaluator.prompts import build_prompt
 Generate = Callable[[list[str], int, float, int, int], list[list[str]]]
 
 
-def sampler_generate(client: Any) -> Generate:
-    """A Generate function over a SamplerClient (runtime/clients/sampler.py)."""
+def sampler_generate(client: Any, versions: set[int] | None = None) -> Generate:
+    """A Generate function over a SamplerClient (runtime/clients/sampler.py). When `versions` is given,
+    it collects the weights version of every completion (which weights produced the answers)."""
 
     def generate(
         prompts: list[str], n: int, temperature: float, max_tokens: int, seed: int
     ) -> list[list[str]]:
-        return client.generate_texts(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)
+        samples = client.generate_samples(
+            prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed
+        )
+        if versions is not None:
+            versions.update(s.weights_version for per_prompt in samples for s in per_prompt)
+        return [[s.text for s in per_prompt] for per_prompt in samples]
 
     return generate
 
