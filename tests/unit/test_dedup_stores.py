@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -96,7 +98,7 @@ def test_embedded_store_cuts_a_torn_last_batch_and_keeps_the_rest(tmp_path):
 
 def test_embedded_store_refuses_other_settings_and_a_second_opener(tmp_path):
     store = EmbeddedStore(tmp_path, HASHER, NearDuplicatePolicy())
-    with pytest.raises(StoreError, match="in use by another process"):
+    with pytest.raises(StoreError, match=rf"in use by process {os.getpid()} \("):
         EmbeddedStore(tmp_path, HASHER, NearDuplicatePolicy())
     store.close()
     with pytest.raises(StoreError, match="num_perm=64"):

@@ -196,8 +196,22 @@ def dedup_command(args: argparse.Namespace, rest: list[str]) -> int:
         sources = args.benchmarks if args.benchmarks is not None else config.benchmarks
         if sources:
             load_sources(benchmarks, sources, config.benchmark_dir)
-        store = config.open_store()
     except (ValueError, OSError, StoreError) as exc:
+        print(f"dedup: {exc}", file=sys.stderr)
+        return 2
+    try:
+        store = config.open_store()
+    except StoreError as exc:
+        hint = ""
+        if config.store == "embedded" and "in use by" in str(exc):
+            # The usual holder is the dedup service of `mathforge up`, on the same default directory.
+            hint = (
+                f"; give this run its own index with --store-path DIR (default {config.store_path}), "
+                "or stop that process first"
+            )
+        print(f"dedup: {exc}{hint}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:
         print(f"dedup: {exc}", file=sys.stderr)
         return 2
     from mathforge.dedup.fingerprint import Fingerprinter

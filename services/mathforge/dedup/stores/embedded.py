@@ -24,6 +24,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,8 +65,13 @@ class EmbeddedStore(DedupStore):
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _lock_holder(self._lock_file)
             self._lock_file.close()
-            raise StoreError(f"dedup store {self.path} is in use by another process") from None
+            raise StoreError(f"dedup store {self.path} is in use by {holder}") from None
+        # Who holds it, for the error a second process gets (the lock goes with this process).
+        self._lock_file.truncate(0)
+        self._lock_file.write(f"{os.getpid()} {' '.join(sys.argv)[:300]}\n".encode())
+        self._lock_file.flush()
         self._log_path = self.path / "index.log"
         self._load()
         self._log = open(self._log_path, "ab")  # noqa: SIM115 - the log stays open for appends
@@ -287,3 +293,14 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _lock_holder(lock_file: Any) -> str:
+    """'process PID (its command line)' as the holder wrote it in the lock file, or a generic phrase
+    for a holder that wrote nothing."""
+    lock_file.seek(0)
+    text = lock_file.read(400).decode("utf-8", "replace").strip()
+    pid, _, command = text.partition(" ")
+    if not pid.isdigit():
+        return "another process"
+    return f"process {pid} ({command})" if command else f"process {pid}"
