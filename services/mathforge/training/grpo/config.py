@@ -20,6 +20,7 @@ from mathforge.training.grpo.advantages import STD_ESTIMATORS, Normalisation
 from mathforge.training.grpo.loss import AGGREGATIONS, ClipConfig
 
 SUPERVISIONS = ("outcome", "process")
+METHODS = ("sft", "rft", "online_rft", "dpo", "grpo")  # training/objective/methods.py
 REWARD_KINDS = ("rule", "orm", "prm", "mix")
 
 
@@ -66,8 +67,14 @@ class RolloutConfig:
 
 @dataclasses.dataclass
 class ObjectiveConfig:
-    """The GRPO objective (DeepSeekMath §4)."""
+    """The GRPO objective (DeepSeekMath §4), or another method of the paper's unified view (§5.2.1)."""
 
+    method: str = option(
+        "grpo",
+        "sft, rft (offline samples of the starting policy, kept if right), online_rft, dpo (right/wrong "
+        "pairs of the starting policy's samples) or grpo (docs/objective.md)",
+    )
+    dpo_beta: float = option(0.1, "method=dpo: beta of the DPO loss (the sharpness of the preference)")
     beta: float = option(0.04, "weight of the k3 KL to pi_ref in the loss (DeepSeekMath §4: 0.04)")
     clip_eps: float = option(0.2, "clip range of the ratio pi/pi_old (the usual 0.2; the paper gives none)")
     clip_eps_high: float = option(0.0, "upper clip range (clip-higher, DAPO: 0.28); 0 = clip_eps")
@@ -218,6 +225,21 @@ class GrpoConfig(TrainConfig):
                 "objective.mu and objective.updates_per_step must be >= 1",
             ),
             (o.supervision in SUPERVISIONS, f"objective.supervision must be one of {SUPERVISIONS}"),
+            (o.method in METHODS, f"objective.method must be one of {METHODS}, got {o.method!r}"),
+            (
+                o.method == "grpo" or o.supervision == "outcome",
+                f"objective.supervision=process is GRPO's; objective.method={o.method} reads outcomes",
+            ),
+            (
+                o.method not in ("rft", "dpo", "sft") or r.max_staleness == 0,
+                f"objective.method={o.method} does not sample the current policy: "
+                "rollout.max_staleness must be 0",
+            ),
+            (
+                o.method != "dpo" or (o.mu == 1 and o.updates_per_step == 1 and o.dpo_beta > 0),
+                "objective.method=dpo reads the policy's log-probabilities before the update: it needs "
+                "objective.mu=1, objective.updates_per_step=1 and objective.dpo_beta > 0",
+            ),
             (o.aggregation in AGGREGATIONS, f"objective.aggregation must be one of {AGGREGATIONS}"),
             (o.std_estimator in STD_ESTIMATORS, f"objective.std_estimator must be one of {STD_ESTIMATORS}"),
             (

@@ -18,6 +18,7 @@ the same order, by the resumed run, so each question is trained on exactly once.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import time
@@ -38,7 +39,6 @@ from mathforge.training.distributed import (
     init_distributed,
 )
 from mathforge.training.engines import build_engine
-from mathforge.training.grpo.advantages import outcome_advantages, process_token_advantages
 from mathforge.training.grpo.batches import BatchCollector
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.evaluation import held_out_accuracy, held_out_questions
@@ -64,6 +64,13 @@ from mathforge.training.grpo.state import RunState
 from mathforge.training.grpo.step_metrics import rollout_source_metrics, step_metrics
 from mathforge.training.grpo.update import UpdateSettings, policy_update
 from mathforge.training.metrics import TrainMetrics
+from mathforge.training.objective.methods import (
+    METHODS,
+    CoefficientSettings,
+    logprob_sums,
+    method_coefficients,
+)
+from mathforge.training.objective.sources import method_source
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,13 @@ class GrpoRun:
             self.metrics.event("resume", step=self.start_step, weights_version=self.state.weights_version)
         else:
             self.metrics.event("start", world_size=env.world_size, outputs_per_step=config.outputs_per_step)
-        self.reference = frozen_copy(self.state.reference, env.device) if config.objective.beta > 0 else None
+        self.method = METHODS[config.objective.method]
+        if not self.method.kl:  # only GRPO's coefficient has the KL part (DeepSeekMath §5.2.1)
+            self.settings = dataclasses.replace(
+                self.settings, clip=dataclasses.replace(self.settings.clip, beta=0.0)
+            )
+        wants_reference = self.settings.clip.beta > 0 or self.method.needs_reference
+        self.reference = frozen_copy(self.state.reference, env.device) if wants_reference else None
 
     @property
     def policy(self) -> PreTrainedModel:
@@ -168,6 +181,10 @@ class GrpoRun:
             collect = BatchCollector(
                 self.pool, self.link, self.link, self.tokenizer, config, env.rank, env.world_size
             )
+            if self.method.source != "policy":
+                return method_source(
+                    self.method, collect, self.pool, self.tokenizer, config, env, first_batch
+                )
             return OnPolicySource(collect, first_batch)
         link = self.background_link = ServiceLink(config.services)
         link.reward_models = dict(self.link.reward_models)
@@ -178,17 +195,17 @@ class GrpoRun:
         return OverlappedSource(collect, self.versions, bound, first_batch, end_batch=config.batch.steps)
 
     def advantages(self, rollout: Rollout) -> torch.Tensor:
+        """The method's gradient coefficients (GRPO: the group-relative advantages)."""
         objective = self.config.objective
-        if objective.supervision == "process":
-            lengths = [len(ids) for ids in rollout.completion_ids]
-            return process_token_advantages(
-                rollout.step_rewards,
-                rollout.step_ends,
-                lengths,
-                rollout.group_size,
-                objective.normalisation(),
+        settings = CoefficientSettings(objective.supervision, objective.normalisation(), objective.dpo_beta)
+
+        def sums(part: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+            assert self.reference is not None
+            return logprob_sums(
+                self.engine.module, self.reference, part, self.pad_id, self.config.batch.micro_batch_size
             )
-        return outcome_advantages(rollout.rewards, rollout.group_size, objective.normalisation())
+
+        return method_coefficients(self.method, rollout, settings, sums)
 
     def step(self, step: int, source: RolloutSource) -> tuple[Rollout, dict[str, float]]:
         began = time.perf_counter()
@@ -196,9 +213,10 @@ class GrpoRun:
         waited = time.perf_counter() - began
         if rollout.batch != step:
             raise RuntimeError(f"step {step} got batch {rollout.batch}: the rollout source lost its place")
-        staleness = check_staleness(
-            rollout.output_versions(), self.versions.current.version, self.config.rollout.max_staleness
+        bound = (
+            self.config.rollout.max_staleness if self.method.source == "policy" else self.config.batch.steps
         )
+        staleness = check_staleness(rollout.output_versions(), self.versions.current.version, bound)
         advantages = self.advantages(rollout)
         update_began = time.perf_counter()
         self.policy.train()
