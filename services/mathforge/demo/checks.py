@@ -1,4 +1,4 @@
-"""What the demo must show (issue 11), checked on its own numbers and said plainly.
+"""What the demo must show, checked on its own numbers and said plainly.
 
 checks = demo_checks(report, config.checks)    # [Check(name, passed, detail), ...]
 """

@@ -131,7 +131,7 @@ class EvalConfig:
 
 @dataclasses.dataclass
 class ChecksConfig:
-    """What the demo must show (issue 11)."""
+    """What the demo must show."""
 
     min_recall: float = option(0.9, "last recall round's recall")
     min_precision: float = option(0.9, "last recall round's precision")

@@ -58,22 +58,37 @@ def moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_grpo(grpo: dict[str, Any], path: Path) -> Path:
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    for name, label in (("reward_mean", "batch reward"), ("accuracy", "batch accuracy")):
+def grpo_figure(grpo: dict[str, Any]) -> Any:
+    """Two panels over the GRPO steps: the batch reward on top, accuracies below. With rule-based
+    rewards the batch reward and the batch accuracy are nearly the same numbers, so on one axis the
+    second line hides the first."""
+    figure, (reward_axis, accuracy_axis) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    for axis, name, label, style in (
+        (reward_axis, "reward_mean", "batch reward", {"color": "#4c72b0"}),
+        (accuracy_axis, "accuracy", "batch accuracy", {"color": "#dd8452", "linestyle": "-"}),
+    ):
         points = grpo["curves"].get(name) or []
         if points:
             steps, values = zip(*points, strict=True)
             window = max(1, len(values) // 20)
-            axis.plot(steps, moving_average(list(values), window), label=f"{label} ({window}-step mean)")
+            axis.plot(
+                steps, moving_average(list(values), window), label=f"{label} ({window}-step mean)", **style
+            )
     if grpo.get("held_out"):
         steps, values = zip(*grpo["held_out"], strict=True)
-        axis.plot(steps, values, marker="o", label="held-out greedy accuracy")
-    for it in grpo.get("iterations", []):
-        axis.axvline(it["step"], color="grey", linestyle="--", linewidth=1)
-    axis.set(xlabel="GRPO step", ylabel="fraction", title="GRPO reward and accuracy (dashed: new iteration)")
-    axis.legend(fontsize=8)
-    return _save(figure, path)
+        accuracy_axis.plot(steps, values, marker="o", color="#55a868", label="held-out greedy accuracy")
+    for axis in (reward_axis, accuracy_axis):
+        for it in grpo.get("iterations", []):
+            axis.axvline(it["step"], color="grey", linestyle="--", linewidth=1)
+        if axis.get_lines():
+            axis.legend(fontsize=8)
+    reward_axis.set(ylabel="reward", title="GRPO reward and accuracy (dashed: new iteration)")
+    accuracy_axis.set(xlabel="GRPO step", ylabel="accuracy")
+    return figure
+
+
+def plot_grpo(grpo: dict[str, Any], path: Path) -> Path:
+    return _save(grpo_figure(grpo), path)
 
 
 def plot_accuracy(accuracy: dict[str, float], path: Path) -> Path:

@@ -38,6 +38,25 @@ def _rounds_rows(rounds: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
+REWARD_UNITS = {"orm": "answers", "prm": "steps"}
+
+
+def _reward_table(evals: dict[str, dict[str, float]]) -> str:
+    """ORM AUC per answer, PRM AUC per step, with the accuracy of thresholding at 0.5."""
+    rows = [
+        [
+            f"{kind.upper()} ({REWARD_UNITS.get(kind, 'items')})",
+            f"{scores['auc']:.2f}" if "auc" in scores else "-",
+            f"{scores['accuracy']:.2f}" if "accuracy" in scores else "-",
+            int(scores.get("count", 0)),
+        ]
+        for kind, scores in evals.items()
+    ]
+    if not rows:
+        return "(no held-out evaluation ran)"
+    return _markdown_table(["model", "held-out AUC", "accuracy at 0.5", "count"], rows)
+
+
 def render_markdown(report: dict[str, Any], checks: list[Check]) -> str:
     ks = sorted(next(iter(report["maj_at_k"].values())), key=int)
     parts = [
@@ -71,7 +90,9 @@ def render_markdown(report: dict[str, Any], checks: list[Check]) -> str:
         "",
         f"Reward-model labels: {json.dumps(report['reward_models']['labels'])}",
         "",
-        f"Reward-model held-out scores: {json.dumps(report['reward_models']['eval'])}",
+        "Reward models on held-out answers they were not trained on:",
+        "",
+        _reward_table(report["reward_models"]["eval"]),
         "",
         "![grpo](grpo.png)",
         "",
