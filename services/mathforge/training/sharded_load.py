@@ -7,16 +7,18 @@ Under `deepspeed.zero.Init` each parameter is partitioned as soon as its module 
 process allocates only its 1/world_size share (plus one layer in flight); the weights are not
 initialised (they are about to be overwritten). Each process then reads from the safetensors
 files only the elements of its own partition: a partition is a contiguous range of the flattened
-parameter, and `safe_open(...).get_slice` reads the rows that cover it, so a 7B checkpoint on 8
-processes is read once in total, not eight times. DeepSpeed's engine takes the partitioned model
-as it is. DDP and ZeRO-2 keep a full copy of the weights on every process by design; they load as
-before (transformers creates the model on the meta device and reads the weights once).
+parameter, so one positioned read (no memory map) fetches it, a 7B checkpoint on 8 processes is
+read once in total rather than eight times, and no process holds more than its share.
+DeepSpeed's engine takes the partitioned model as it is. DDP and ZeRO-2 keep a full copy of the
+weights on every process by design; they load as before.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +50,48 @@ def weight_files(model_dir: Path) -> dict[str, Path]:
         return dict.fromkeys(handle.keys(), model_dir / WEIGHTS)
 
 
-def read_flat_range(handle: Any, name: str, start: int, stop: int) -> torch.Tensor:
-    """Elements [start, stop) of the flattened tensor `name`, reading only the rows that hold them."""
-    piece = handle.get_slice(name)
-    shape = piece.get_shape()
-    if len(shape) <= 1:
-        return piece[start:stop].reshape(-1) if shape else handle.get_tensor(name).reshape(-1)
-    row = math.prod(shape[1:])
-    first, last = start // row, -(-stop // row)
-    rows = piece[first:last].reshape(-1)
-    return rows[start - first * row : stop - first * row]
+_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
+
+
+class SafetensorsRanges:
+    """Reads element ranges of the tensors in one safetensors file with plain positioned reads.
+
+    A partition is a contiguous range of a flattened tensor, so it is one contiguous byte range of
+    the file. Reading it with pread (not through a memory map) keeps the rest of the file out of
+    the process: only the bytes asked for are read, and none count in its resident memory.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+        try:
+            (length,) = struct.unpack("<Q", os.pread(self.fd, 8, 0))
+            header = json.loads(os.pread(self.fd, length, 8))
+        except (struct.error, ValueError) as exc:
+            os.close(self.fd)
+            raise CheckpointError(f"{path}: not a safetensors file ({exc})") from exc
+        header.pop("__metadata__", None)
+        self.base = 8 + length
+        self.tensors = header
+
+    def read_range(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Elements [start, stop) of the flattened tensor `name`."""
+        entry = self.tensors[name]
+        dtype = _DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise CheckpointError(f"{self.path}: {name} has dtype {entry['dtype']}, not a float type")
+        size = torch.empty((), dtype=dtype).element_size()
+        numel = math.prod(entry["shape"])
+        if not 0 <= start <= stop <= numel:
+            raise CheckpointError(f"{self.path}: {name} has {numel} elements, asked for [{start}, {stop})")
+        first = self.base + entry["data_offsets"][0] + start * size
+        data = bytearray(os.pread(self.fd, (stop - start) * size, first))
+        if len(data) != (stop - start) * size:
+            raise CheckpointError(f"{self.path}: truncated inside {name}")
+        return torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def partitioned_model(model_dir: Path, ds_config: dict[str, Any]) -> PreTrainedModel:
@@ -79,23 +113,24 @@ def partitioned_model(model_dir: Path, ds_config: dict[str, Any]) -> PreTrainedM
 def read_partitions(model: PreTrainedModel, model_dir: Path) -> int:
     """Copies into each ZeRO-3 partition its elements from `model_dir`; returns the elements read."""
     files = weight_files(model_dir)
-    handles: dict[Path, Any] = {}
+    readers: dict[Path, SafetensorsRanges] = {}
     read = 0
     try:
         for name, param in model.named_parameters():
             if name not in files:
                 raise CheckpointError(f"{model_dir}: no weights for {name}")
-            if files[name] not in handles:
-                handles[files[name]] = safe_open(str(files[name]), framework="pt")
+            if files[name] not in readers:
+                readers[files[name]] = SafetensorsRanges(files[name])
             local = param.ds_tensor  # this process's partition, flat and padded at the end
             start = min(param.ds_numel, local.numel() * _partition_rank(param))
             stop = min(param.ds_numel, start + local.numel())
             if stop > start:
-                values = read_flat_range(handles[files[name]], name, start, stop)
+                values = readers[files[name]].read_range(name, start, stop)
                 local.narrow(0, 0, stop - start).copy_(values.to(local.dtype))
                 read += stop - start
     finally:
-        handles.clear()
+        for reader in readers.values():
+            reader.close()
     return read
 
 
