@@ -148,6 +148,14 @@ class IterativeConfig:
     shepherd_estimation: str = option(
         "hard", "Math-Shepherd step label: hard (any right) or soft (share right)"
     )
+    reward_job: str = option(
+        "local",
+        "where RM retraining runs: local (a separate torchrun process group) or cluster (a PyTorchJob)",
+    )
+    reward_job_deadline_s: float = option(
+        0.0, "give up on an RM retraining job after this long; 0 = no deadline"
+    )
+    reward_job_processes: int = option(1, "processes of a local RM retraining job")
 
 
 @dataclasses.dataclass
@@ -264,6 +272,9 @@ class GrpoConfig(TrainConfig):
                 it.shepherd_estimation in ("hard", "soft"),
                 "iterative.shepherd_estimation must be hard or soft",
             ),
+            (it.reward_job in ("local", "cluster"), "iterative.reward_job must be local or cluster"),
+            (it.reward_job_deadline_s >= 0, "iterative.reward_job_deadline_s must be >= 0"),
+            (it.reward_job_processes >= 1, "iterative.reward_job_processes must be >= 1"),
             (self.eval.every >= 0, "eval.every must be >= 0"),
             (
                 self.services.keep_versions >= 2,

@@ -15,18 +15,16 @@ earlier data: the RM's original training set (<out>/reward-model/original.jsonl,
 iterative.reward_model_config) and every earlier iteration's labels. iterative_data.py has the rules,
 including those for blank and unfinished outputs.
 
-The retraining itself is the reward stage (`python -m mathforge.reward.train`) in a child process
-of its own, so its process group and memory do not mix with the trainer's; it resumes from its own
-checkpoints if the trainer is restarted mid-way.
+The retraining itself is the reward stage as a job of its own (reward/retrain_job.py): locally a
+separate torchrun process group, on a cluster a PyTorchJob created through `mathforge submit
+reward`'s code (iterative.reward_job), waited for with iterative.reward_job_deadline_s; it resumes
+from its own checkpoints if the trainer is restarted mid-way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,11 @@ from transformers import PreTrainedTokenizerBase
 
 from mathforge.models.checkpoint import write_text_atomic
 from mathforge.reward.data import RewardExample, write_examples
+from mathforge.reward.retrain_job import run_reward_job
 from mathforge.reward.shepherd import Completer, ShepherdSettings
 from mathforge.reward.steps import DEFAULT_SEPARATOR
+from mathforge.reward.train_config import RewardTrainConfig
+from mathforge.training.config import load_config
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.iterative_data import (
     RecordedSample,
@@ -50,19 +51,6 @@ from mathforge.training.grpo.rollout import Rollout
 from mathforge.v1 import sampler_pb2
 
 log = logging.getLogger(__name__)
-
-# The child is a single process: it must not join the trainer's process group.
-_DISTRIBUTED_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-    "ROLE_RANK",
-    "TORCHELASTIC_RUN_ID",
-)
 
 
 class RewardModelTrainer:
@@ -178,14 +166,10 @@ class RewardModelTrainer:
             f"engine.device={self.config.engine.device}",
             "metrics.progress_bar=off",
         ]
-        env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_VARIABLES}
         config_file = ["--config", it.reward_model_config] if it.reward_model_config else []
-        command = [sys.executable, "-m", "mathforge.reward.train", *config_file, *overrides]
-        log.info("retraining the reward model: %s", " ".join(command))
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"reward-model retraining failed ({done.returncode}):\n{done.stderr[-4000:]}")
-        return self.model_dir(iteration)
+        overrides.append(f"job.name=mathforge-reward-iteration-{iteration}")
+        rm_config = load_config(RewardTrainConfig, [*config_file, *overrides])
+        return run_reward_job(rm_config, it.reward_job, it.reward_job_deadline_s, it.reward_job_processes)
 
 
 def record_samples(trainer: RewardModelTrainer, rollout: Rollout, config: GrpoConfig, step: int) -> Path:
