@@ -9,7 +9,12 @@ policy is the tiny SFT model of tests/e2e/test_grpo_learning.py (trained here fi
 --policy names one), the task synthetic one-step arithmetic with the rule reward, sized so that
 sampling + scoring and updating + publishing take similar time in the synchronous loop.
 
-Reported per mode: median seconds per step (steps after the first), the seconds per step each side
+The machine is shared, and its load swings over minutes; so the modes run interleaved, in rounds:
+each round trains every mode `--steps / --rounds` steps further, resuming from its own checkpoint
+(an exact resume), and the first step of every segment, which has nothing to overlap with, is left
+out of the timings.
+
+Reported per mode: median seconds per step, the seconds per step each side
 idles (the trainer: waiting for a batch; the sampler side: step time minus sampling and scoring),
 the mean staleness and importance weight, and held-out greedy accuracy after the same number of
 steps. The synchronous run gives the bound on the speed-up, (sample + update) / max(sample, update),
@@ -51,6 +56,37 @@ def free_port() -> int:
 def pinned(core: int):  # type: ignore[no-untyped-def]
     """A preexec_fn that pins the child (and every thread it starts) to one core."""
     return lambda: os.sched_setaffinity(0, {core})
+
+
+SPIN = """
+import sys, time, torch
+torch.set_num_threads(1)
+a, n, began = torch.randn(256, 256), 0, time.perf_counter()
+while time.perf_counter() - began < float(sys.argv[1]):
+    a, n = torch.tanh(a @ a.T / 16), n + 1
+print(n / float(sys.argv[1]))
+"""
+
+
+def core_concurrency(cores: list[int], seconds: float = 4.0) -> float:
+    """How fast two busy cores run, against each alone (a matmul loop pinned on each): 1.0 when they
+    do not share anything; below 1 when they share a physical core, a quota or memory bandwidth."""
+
+    def spin(on: list[int]) -> list[float]:
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", SPIN, str(seconds)],
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=pinned(core),
+            )
+            for core in on
+        ]
+        return [float(child.communicate()[0]) for child in children]
+
+    alone = [spin([core])[0] for core in cores]
+    together = spin(cores)
+    return statistics.fmean(t / a for t, a in zip(together, alone, strict=True))
 
 
 def sft_policy(work: Path, steps: int) -> Path:
@@ -106,9 +142,11 @@ def start_services(policy: Path, core: int, logs: Path) -> tuple[dict[str, str],
     return targets, processes
 
 
-def run_mode(
-    staleness: int, policy: Path, targets: dict[str, str], core: int, work: Path, args
+def run_segment(
+    staleness: int, until: int, policy: Path, targets: dict[str, str], core: int, work: Path, args
 ) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Trains the `staleness` mode up to step `until` (resuming from its last checkpoint)."""
+    first, last = until <= args.steps // args.rounds, until == args.steps
     command = [
         sys.executable,
         "-m",
@@ -117,7 +155,7 @@ def run_mode(
         "configs/tiny/grpo.yaml",
         f"model.init_from={policy}",
         f"out_dir={work / f'grpo-{staleness}'}",
-        f"batch.steps={args.steps}",
+        f"batch.steps={until}",
         f"services.sampler={targets['sampler']}",
         f"services.reward={targets['reward']}",
         "services.ready_timeout_s=300",
@@ -127,7 +165,7 @@ def run_mode(
         f"rollout.prompts_per_call={args.prompts_per_call}",
         f"batch.micro_batch_size={args.micro}",
         f"rollout.max_staleness={staleness}",
-        f"eval.every={args.steps}",
+        f"eval.every={args.steps if first or last else 0}",  # at step 0 and at the end
         f"eval.problems={args.eval_problems}",
         f"checkpoint.every={args.steps}",
         "metrics.progress_bar=off",
@@ -138,12 +176,18 @@ def run_mode(
     )
     if result.returncode != 0:
         raise SystemExit(f"max_staleness={staleness}: the trainer failed:\n{result.stderr[-3000:]}")
-    print(f"  max_staleness={staleness}: {time.perf_counter() - began:.0f}s wall", file=sys.stderr)
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    load = Path("/proc/loadavg").read_text().split()[0]
+    print(
+        f"  max_staleness={staleness} to step {until}: {time.perf_counter() - began:.0f}s, load {load}",
+        file=sys.stderr,
+    )
+    found = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    steps = [e for e in found if e["event"] == "step"]
+    return [e for e in found if e["event"] != "step"] + steps[1:]
 
 
 def summary(found: list[dict]) -> dict[str, float]:
-    steps = [e for e in found if e["event"] == "step"][1:]  # the first step has nothing to overlap with
+    steps = [e for e in found if e["event"] == "step"]
 
     def median(key: str) -> float:
         return statistics.median(e[key] for e in steps)
@@ -180,30 +224,41 @@ def main() -> None:
     parser.add_argument(
         "--prompts-per-call",
         type=int,
-        default=2,
+        default=1,
         help="questions per Generate call (the sampler's batch / G)",
     )
     parser.add_argument("--eval-problems", type=int, default=200)
     parser.add_argument("--modes", default="0,1,2")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; divides --steps")
     args = parser.parse_args()
+    if args.steps % args.rounds:
+        raise SystemExit(f"--rounds {args.rounds} must divide --steps {args.steps}")
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         raise SystemExit("needs two cores: one for the sampler and reward services, one for the trainer")
     service_core, trainer_core = cores[0], cores[1]
+    concurrency = core_concurrency([service_core, trainer_core])
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory(prefix="bench-grpo-async-") as tmp:
         work = Path(tmp)
         policy = Path(args.policy) if args.policy else sft_policy(work, args.sft_steps)
         targets, processes = start_services(policy, service_core, work)
         try:
-            results = {}
-            for staleness in (int(k) for k in args.modes.split(",")):
-                results[staleness] = summary(run_mode(staleness, policy, targets, trainer_core, work, args))
+            modes = [int(k) for k in args.modes.split(",")]
+            found: dict[int, list[dict]] = {k: [] for k in modes}
+            for round_index in range(1, args.rounds + 1):
+                until = args.steps * round_index // args.rounds
+                for staleness in modes:
+                    found[staleness] += run_segment(
+                        staleness, until, policy, targets, trainer_core, work, args
+                    )
+            results = {k: summary(events) for k, events in found.items()}
         finally:
             for process in processes:
                 process.terminate()
             for process in processes:
                 process.wait(timeout=30)
+    concurrency = (concurrency + core_concurrency([service_core, trainer_core])) / 2  # before and after
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     print(
         f"GRPO, {args.questions} questions x G {args.group}, {args.max_tokens} new tokens, "
@@ -235,6 +290,10 @@ def main() -> None:
                 f"max_staleness {staleness}: sync/async {ratio:.2f}x; bound from the sync run "
                 f"(sample + update) / max(sample, update) = {bound:.2f}x ({ratio / bound:.0%} of it)"
             )
+    print(
+        f"this machine: with both cores busy each ran at {concurrency:.0%} of its speed alone (a matmul loop "
+        f"pinned on each); the bound scaled by that: {bound * concurrency:.2f}x"
+    )
     if 1 in results:
         print(f"ratio sync/async step time: {sync['step_s'] / results[1]['step_s']:.2f}")
 
