@@ -2,8 +2,9 @@
 are all equal are dropped and refilled from fresh questions, up to the cap on extra draws; a batch
 left short by the cap still trains.
 
-The policy is a tiny model set to answer "7" or "x" with even odds whatever it is asked, and every
-question's answer is 7: a group of two is all right or all wrong (all equal) about half the time.
+The policy is a tiny model set to answer "7" or "x" with even odds whatever it is asked, and stop;
+every question's answer is 7: a group of two is all right or all wrong (all equal) about half the
+time.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ QUESTIONS = 4
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory):
-    """A coin: every token embeds alike and no layer writes to the residual stream, so the last hidden
-    state is one vector h whatever the context; the head scores only "7" and "x", equally."""
+    """A coin that then stops: no layer writes to the residual stream, so the next token depends on
+    the last one only. Every token embeds as e0 except "7" and "x", which embed as e1 (orthogonal to
+    e0); the head maps e0 to "7" or "x" with even odds and e1 to end-of-sequence. So each answer is
+    "7" or "x", finished."""
     tokenizer = default_tokenizer()
     model = build_model(
         "tiny",
@@ -48,17 +51,22 @@ def policy_dir(tmp_path_factory):
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    answers = [tokenizer.encode(text, add_special_tokens=False)[0] for text in ("7", "x")]
     with torch.no_grad():
         embeddings = model.model.embed_tokens.weight
-        embeddings.copy_(embeddings[5].expand_as(embeddings))  # (row 0 is the zero padding row)
+        e0 = embeddings[5].clone()  # (row 0 is the zero padding row)
+        e1 = embeddings[6] - embeddings[6].dot(e0) / e0.dot(e0) * e0
+        embeddings.copy_(e0.expand_as(embeddings))
+        embeddings[answers] = e1
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
-        hidden = model.model(input_ids=torch.tensor([[1, 2, 3]])).last_hidden_state[0, -1]
+        hidden = model.model(input_ids=torch.tensor([[1, 2, 3, answers[0]]])).last_hidden_state[0]
+        h0, h1 = hidden[-2], hidden[-1]
         model.lm_head.weight.zero_()
-        for text in ("7", "x"):
-            (token,) = tokenizer.encode(text, add_special_tokens=False)
-            model.lm_head.weight[token] = 12.0 * hidden / hidden.dot(hidden)  # logit 12, all others 0
+        for token in answers:
+            model.lm_head.weight[token] = 12.0 * h0 / h0.dot(h0)  # logit 12 after e0, 0 after e1
+        model.lm_head.weight[tokenizer.eos_token_id] = 12.0 * h1 / h1.dot(h1)
     return save_model(model, tokenizer, tmp_path_factory.mktemp("policy") / "coin")
 
 
@@ -96,7 +104,7 @@ def _config(policy_dir, questions, max_extra_draws: int) -> GrpoConfig:
             "rollout": {
                 "questions_per_step": QUESTIONS,
                 "group_size": 2,
-                "max_new_tokens": 1,
+                "max_new_tokens": 2,
                 "prompts_per_call": 8,
                 "dynamic_sampling": True,
                 "max_extra_draws": max_extra_draws,
