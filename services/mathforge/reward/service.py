@@ -395,6 +395,12 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
                 "max_message_bytes": c.max_message_bytes,
             },
             details=details,
+            models=[
+                common_pb2.ServedModel(
+                    kind=kind, version=served.version, path=served.model.path, dtype=self.dtype
+                )
+                for kind, served in models.items()
+            ],
         )
 
 

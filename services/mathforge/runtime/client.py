@@ -1,5 +1,10 @@
 """Typed-client base: a deadline on every call, retries with backoff on UNAVAILABLE, health waits,
-TLS, and `dns:///name:port` targets balanced round robin across a headless Service's pods."""
+TLS, and `dns:///name:port` targets balanced round robin across a headless Service's pods.
+
+A typed client calls its stub's own methods (`self.call(self.stub.Generate, request)`), so a renamed
+or removed RPC fails where it is used, not by name at run time. A caller that must reach every pod
+(load weights into all of them, spread work by load) uses runtime/replicas.py instead of one
+round-robin channel."""
 
 from __future__ import annotations
 
@@ -86,17 +91,30 @@ class ServiceClient:
 
     # ---- calls ----------------------------------------------------------------------------
     def call(
-        self, method: str, request: Any, *, timeout_s: float | None = None, retry: RetryPolicy | None = None
+        self,
+        method: Callable[..., Any] | str,
+        request: Any,
+        *,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Any:
-        """Calls a unary method with a deadline, retrying UNAVAILABLE within the retry budget."""
-        rpc = getattr(self.stub, method)
-        return self._with_retries(method, lambda t: rpc(request, timeout=t), timeout_s, retry)
+        """Calls a unary method of this client's stub (`self.stub.Score`; a method name is still
+        taken) with a deadline, retrying UNAVAILABLE within the retry budget."""
+        rpc = getattr(self.stub, method) if isinstance(method, str) else method
+        name = method if isinstance(method, str) else rpc_name(rpc)
+        return self._with_retries(name, lambda t: rpc(request, timeout=t), timeout_s, retry)
 
     def stream(
-        self, method: str, request: Any, *, timeout_s: float | None = None, retry: RetryPolicy | None = None
+        self,
+        method: Callable[..., Any] | str,
+        request: Any,
+        *,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Iterator[Any]:
         """Calls a server-streaming method; retried only if it fails before the first message."""
-        rpc = getattr(self.stub, method)
+        rpc = getattr(self.stub, method) if isinstance(method, str) else method
+        method = method if isinstance(method, str) else rpc_name(rpc)
 
         def open_stream(timeout: float) -> tuple[Any, Iterator[Any]]:
             responses = rpc(request, timeout=timeout)
@@ -167,8 +185,8 @@ class ServiceClient:
             f"{self.service_name} at {self.target} not ready after {timeout_s}s (last: {status})"
         )
 
-    def info(self) -> common_pb2.ServiceInfo:
-        return self.call("Info", common_pb2.InfoRequest())
+    def info(self, timeout_s: float | None = None) -> common_pb2.ServiceInfo:
+        return self.call(self.stub.Info, common_pb2.InfoRequest(), timeout_s=timeout_s)
 
     # ---- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
@@ -182,3 +200,10 @@ class ServiceClient:
 
 
 _END = object()
+
+
+def rpc_name(rpc: Any) -> str:
+    """The method name of a stub's callable, for logs ("/mathforge.v1.Sampler/Generate" -> "Generate")."""
+    path = getattr(rpc, "_method", b"")
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    return path.rsplit("/", 1)[-1] or repr(rpc)

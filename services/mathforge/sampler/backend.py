@@ -5,6 +5,7 @@
     weights = await backend.start()             # the weights it serves first
     await backend.generate(job, weights, on_sample)
     staged = await backend.stage_weights(path)  # while the old weights keep serving
+    staged = await backend.stage_stream(receive) # or: received over the collective
     weights = await backend.activate(staged)    # the swap itself
 
 Loading is split so the service can do the slow part (reading and checking the checkpoint) while
@@ -71,6 +72,8 @@ class Sample:
 
 
 SampleCallback = Callable[[Sample], None]
+#: Fills the given (name, tensor) pairs from the trainer; returns (bytes received, checksum).
+StreamReceive = Callable[[Sequence[tuple[str, Any]]], tuple[int, str]]
 
 
 @dataclass
@@ -83,6 +86,8 @@ class StagedWeights:
     #: Backend-specific payload (a loaded model for transformers, nothing for vLLM).
     payload: Any = None
     details: dict[str, str] = field(default_factory=dict)
+    #: Checksum of the staged weights (models/transfer.py), reported by Info once they serve.
+    checksum: str = ""
 
 
 class WeightsError(RuntimeError):
@@ -117,10 +122,20 @@ class SamplerBackend(abc.ABC):
         """Reads and checks the checkpoint at `path` without disturbing the serving weights; raises
         WeightsError naming the problem."""
 
+    async def stage_stream(self, receive: StreamReceive) -> StagedWeights:
+        """Stages weights arriving over the collective: hands `receive` the tensors to fill (in the
+        model's parameter order, none of them serving a call) and returns them staged. WeightsError
+        when this backend cannot receive them."""
+        raise WeightsError(f"the {self.name} backend cannot receive weights over the collective; use a path")
+
     @abc.abstractmethod
     async def activate(self, staged: StagedWeights) -> Any:
         """Makes staged weights the serving ones and returns their handle; on WeightsError the
         previous weights still serve."""
+
+    def served_dtype(self) -> str:
+        """Element type of the serving weights, e.g. "bfloat16" (what a trainer must stream)."""
+        return getattr(self, "dtype", "")
 
     def queue_depth(self) -> int:
         """Prompts accepted but not yet being decoded."""

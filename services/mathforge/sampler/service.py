@@ -8,9 +8,10 @@ versioned policy weights that LoadWeights replaces while requests keep flowing.
 
 A request is validated whole (limits.py) before any work. It is then admitted on the serving
 weights (weights.py), sampled by the backend off the event loop, and every completion is tagged
-with the version that produced it; `require_version` turns a stale call into FAILED_PRECONDITION.
-LoadWeights stages the checkpoint while the old weights serve and swaps only when it loaded whole,
-so a bad checkpoint changes nothing.
+with the version that produced it; `min_version` (or an exact `require_version`) turns a stale call
+into FAILED_PRECONDITION. LoadWeights stages the new weights while the old ones serve, read from a
+checkpoint path or received over the trainer's collective (weight_stream.py), and swaps only when
+they arrived whole and match their checksum, so a bad version changes nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mathforge.runtime.server import Service
 from mathforge.sampler.backend import GenerationJob, Sample, SamplerBackend, WeightsError
 from mathforge.sampler.limits import SamplerLimits, check_request
 from mathforge.sampler.metrics import SamplerMetrics
+from mathforge.sampler.weight_stream import StreamReceiver
 from mathforge.sampler.weights import ServingWeights, WeightsGate
 from mathforge.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
@@ -150,6 +152,7 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
         self.gate: WeightsGate | None = None
         self.limits: SamplerLimits | None = None
         self._load_lock = asyncio.Lock()
+        self.receiver = StreamReceiver()
         self.metrics = SamplerMetrics(self.registry, self.backend.queue_depth)
 
     # ---- lifetime -------------------------------------------------------------------------
@@ -162,7 +165,9 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
         except WeightsError as exc:
             raise ConfigError(f"cannot load --model-path: {exc}") from exc
         config, backend = self.config, self.backend
-        self.gate = WeightsGate(ServingWeights(0, handle, config.model_path), drains=backend.swap_drains)
+        checksum = getattr(backend, "initial_checksum", "")
+        initial = ServingWeights(0, handle, config.model_path, checksum=checksum)
+        self.gate = WeightsGate(initial, drains=backend.swap_drains)
         self.limits = SamplerLimits(
             max_batch=config.max_batch,
             max_n=config.max_n,
@@ -212,6 +217,12 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
                 self.metrics.requests.labels("stale").inc()
                 raise RequestError.precondition(
                     f"weights version {version} is serving, not the required {request.require_version}"
+                )
+            if request.HasField("min_version") and version < request.min_version:
+                self.metrics.requests.labels("stale").inc()
+                raise RequestError.precondition(
+                    f"weights version {version} is serving, older than the required minimum "
+                    f"{request.min_version}"
                 )
 
             def collect(sample: Sample) -> None:
@@ -265,28 +276,40 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
         self, request: sampler_pb2.LoadWeightsRequest, context: grpc.aio.ServicerContext
     ) -> sampler_pb2.LoadWeightsResponse:
         gate, _ = self._ready()
-        require(bool(request.path), "path is empty; send the checkpoint directory to load")
-        path = str(self.access.require_path("model", request.path))
+        streamed = request.HasField("stream")
+        require(
+            bool(request.path) != streamed,
+            "set exactly one of path (a checkpoint directory) and stream (the trainer's collective)",
+        )
+        if streamed:
+            # the sampler connects out to the trainer's store: only to one on the allow-list
+            self.access.require_target("weight_store", request.stream.store_address, "stream.store_address")
+            source = f"stream group {request.stream.group_id}"
+        else:
+            source = str(self.access.require_path("model", request.path))
         async with self._load_lock:
             serving = gate.current.version
             check_version(request.version, serving)
             started = time.perf_counter()
             try:
-                staged = await self.backend.stage_weights(path)
+                if streamed:
+                    staged = await self.backend.stage_stream(request.stream, self.receiver)
+                else:
+                    staged = await self.backend.stage_weights(source)
 
                 async def activate() -> ServingWeights:
                     handle = await self.backend.activate(staged)
-                    return ServingWeights(request.version, handle, path)
+                    return ServingWeights(request.version, handle, staged.path, checksum=staged.checksum)
 
                 await gate.swap(activate)
             except WeightsError as exc:
                 self.metrics.weight_loads.labels("failed").inc()
                 log.warning(
                     "weights rejected",
-                    extra={"fields": {"path": request.path, "error": str(exc), "serving_version": serving}},
+                    extra={"fields": {"source": source, "error": str(exc), "serving_version": serving}},
                 )
                 raise RequestError.precondition(
-                    f"could not load version {request.version} from {request.path}; still serving version "
+                    f"could not load version {request.version} from {source}; still serving version "
                     f"{serving}: {exc}"
                 ) from None
             seconds = time.perf_counter() - started
@@ -299,15 +322,23 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
             extra={
                 "fields": {
                     "version": request.version,
-                    "path": request.path,
+                    "source": source,
                     "bytes": staged.bytes,
+                    "checksum": staged.checksum,
                     "load_seconds": round(seconds, 3),
                 }
             },
         )
         return sampler_pb2.LoadWeightsResponse(
-            version=request.version, load_seconds=seconds, bytes=staged.bytes
+            version=request.version, load_seconds=seconds, bytes=staged.bytes, checksum=staged.checksum
         )
+
+    def _stream_receiver(self, stream: sampler_pb2.WeightStream):
+        def receive(targets):
+            received = self.receiver.receive(stream, targets)
+            return received.bytes, received.checksum
+
+        return receive
 
     async def Info(
         self, request: common_pb2.InfoRequest, context: grpc.aio.ServicerContext
@@ -329,6 +360,15 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
             random_weights=not self.config.model_path and weights.version == 0,
             limits={**limits.as_info(), "max_message_bytes": self.config.max_message_bytes},
             details=details,
+            models=[
+                common_pb2.ServedModel(
+                    kind="policy",
+                    version=weights.version,
+                    path=weights.path,
+                    checksum=weights.checksum,
+                    dtype=self.backend.served_dtype(),
+                )
+            ],
         )
 
 

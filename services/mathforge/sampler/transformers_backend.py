@@ -3,6 +3,9 @@
 
 Each call keeps the model object it was admitted with, so a new checkpoint is loaded beside the
 serving one and swapped in by reference: calls in flight finish on the old model and nothing waits.
+Weights streamed over the collective are received in place into a standby copy of the model (the
+one retired by the previous swap, once no call samples from it), so a run keeps two copies, not a
+new one per version.
 With no model path it builds the package's tokenizer and a randomly initialised preset model from a
 fixed seed, so the service runs on a fresh machine without downloads.
 """
@@ -10,6 +13,7 @@ fixed seed, so the service runs on a fresh machine without downloads.
 from __future__ import annotations
 
 import asyncio
+import copy
 import secrets
 import time
 from pathlib import Path
@@ -21,11 +25,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from mathforge.models.checkpoint import CheckpointError, load_model
 from mathforge.models.presets import build_model
 from mathforge.models.tokenizer import default_tokenizer
+from mathforge.models.transfer import dtype_name, served_tensors, weights_checksum
 from mathforge.sampler.backend import (
     GenerationJob,
     SampleCallback,
     SamplerBackend,
     StagedWeights,
+    StreamReceive,
     WeightsError,
 )
 from mathforge.sampler.batcher import DecodeWorker, PendingJob, TakeMore
@@ -73,6 +79,10 @@ class TransformersBackend(SamplerBackend):
         self.batch_wait_s = batch_wait_s
         self.worker: DecodeWorker | None = None
         self.eos_ids: set[int] = set()
+        self.serving: PreTrainedModel | None = None
+        self.standby: PreTrainedModel | None = None
+        self.initial_checksum = ""
+        self._users: dict[int, int] = {}  # id(model) -> calls sampling from it
 
     # ---- loading --------------------------------------------------------------------------
     def _build(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -103,6 +113,8 @@ class TransformersBackend(SamplerBackend):
         self.vocab_size = int(model.config.vocab_size)
         self.eos_ids = _eos_ids(model, tokenizer)
         self.worker = DecodeWorker(self._run_batch, self.max_batch_rows, self.batch_wait_s)
+        self.serving = model
+        self.initial_checksum = await asyncio.to_thread(weights_checksum, served_tensors(model))
         return model
 
     async def stage_weights(self, path: str) -> StagedWeights:
@@ -126,11 +138,28 @@ class TransformersBackend(SamplerBackend):
                 f"{path}: its tokenizer differs from the serving one (prompts would change meaning)"
             )
         model.eval()
-        return StagedWeights(path, checkpoint_bytes(path), time.perf_counter() - started, payload=model)
+        checksum = await asyncio.to_thread(weights_checksum, served_tensors(model))
+        return StagedWeights(
+            path, checkpoint_bytes(path), time.perf_counter() - started, payload=model, checksum=checksum
+        )
+
+    async def stage_stream(self, receive: StreamReceive) -> StagedWeights:
+        started = time.perf_counter()
+        standby = self.standby
+        if standby is None or self._users.get(id(standby)):
+            assert self.serving is not None
+            standby = await asyncio.to_thread(copy.deepcopy, self.serving)
+        self.standby = None  # being overwritten: never handed out again unless it stages whole
+        received, checksum = await asyncio.to_thread(receive, served_tensors(standby))
+        return StagedWeights("", received, time.perf_counter() - started, payload=standby, checksum=checksum)
 
     async def activate(self, staged: StagedWeights) -> PreTrainedModel:
         model: PreTrainedModel = staged.payload
+        self.standby, self.serving = self.serving, model
         return model
+
+    def served_dtype(self) -> str:
+        return dtype_name(next(self.serving.parameters()).dtype) if self.serving is not None else self.dtype
 
     # ---- sampling -------------------------------------------------------------------------
     async def generate(self, job: GenerationJob, weights: Any, on_sample: SampleCallback) -> None:
@@ -145,6 +174,7 @@ class TransformersBackend(SamplerBackend):
             for start in range(0, len(job.prompts), per_part)
         ]
         futures = [asyncio.wrap_future(self.worker.submit(weights, part, on_sample)) for _, part in parts]
+        self._users[id(weights)] = self._users.get(id(weights), 0) + 1
         try:
             await asyncio.gather(*futures)
         except asyncio.CancelledError:
@@ -152,6 +182,9 @@ class TransformersBackend(SamplerBackend):
                 part.cancelled = True  # parts already decoding drop out at their next step
             raise
         finally:
+            self._users[id(weights)] -= 1
+            if not self._users[id(weights)]:
+                del self._users[id(weights)]
             starts = [part.first_token_at for _, part in parts if part.first_token_at is not None]
             job.first_token_at = min(starts, default=None)
             for future in futures:

@@ -29,6 +29,8 @@ class ServingWeights:
     handle: Any
     path: str
     loaded_at: float = field(default_factory=time.time)
+    #: Checksum of the weights (models/transfer.py); empty when the backend computes none.
+    checksum: str = ""
 
 
 class WeightsGate:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mathforge/v1/common.proto\x12\x0cmathforge.v1\"1\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\"\r\n\x0bInfoRequest\"\xd6\x02\n\x0bServiceInfo\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\x16\n\x0erandom_weights\x18\x06 \x01(\x08\x12\x35\n\x06limits\x18\x07 \x03(\x0b\x32%.mathforge.v1.ServiceInfo.LimitsEntry\x12\x37\n\x07\x64\x65tails\x18\x08 \x03(\x0b\x32&.mathforge.v1.ServiceInfo.DetailsEntry\x1a-\n\x0bLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mathforge/v1/common.proto\x12\x0cmathforge.v1\"1\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\"\r\n\x0bInfoRequest\"\x81\x03\n\x0bServiceInfo\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\x16\n\x0erandom_weights\x18\x06 \x01(\x08\x12\x35\n\x06limits\x18\x07 \x03(\x0b\x32%.mathforge.v1.ServiceInfo.LimitsEntry\x12\x37\n\x07\x64\x65tails\x18\x08 \x03(\x0b\x32&.mathforge.v1.ServiceInfo.DetailsEntry\x12)\n\x06models\x18\t \x03(\x0b\x32\x19.mathforge.v1.ServedModel\x1a-\n\x0bLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x0bServedModel\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,9 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFOREQUEST']._serialized_start=94
   _globals['_INFOREQUEST']._serialized_end=107
   _globals['_SERVICEINFO']._serialized_start=110
-  _globals['_SERVICEINFO']._serialized_end=452
-  _globals['_SERVICEINFO_LIMITSENTRY']._serialized_start=359
-  _globals['_SERVICEINFO_LIMITSENTRY']._serialized_end=404
-  _globals['_SERVICEINFO_DETAILSENTRY']._serialized_start=406
-  _globals['_SERVICEINFO_DETAILSENTRY']._serialized_end=452
+  _globals['_SERVICEINFO']._serialized_end=495
+  _globals['_SERVICEINFO_LIMITSENTRY']._serialized_start=402
+  _globals['_SERVICEINFO_LIMITSENTRY']._serialized_end=447
+  _globals['_SERVICEINFO_DETAILSENTRY']._serialized_start=449
+  _globals['_SERVICEINFO_DETAILSENTRY']._serialized_end=495
+  _globals['_SERVEDMODEL']._serialized_start=497
+  _globals['_SERVEDMODEL']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

@@ -34,14 +34,16 @@ class SamplingParams(_message.Message):
     def __init__(self, n: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompts", "params", "require_version")
+    __slots__ = ("prompts", "params", "require_version", "min_version")
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     prompts: _containers.RepeatedCompositeFieldContainer[Prompt]
     params: SamplingParams
     require_version: int
-    def __init__(self, prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., require_version: _Optional[int] = ...) -> None: ...
+    min_version: int
+    def __init__(self, prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., require_version: _Optional[int] = ..., min_version: _Optional[int] = ...) -> None: ...
 
 class Completion(_message.Message):
     __slots__ = ("prompt_index", "sample_index", "token_ids", "logprobs", "text", "finish_reason", "weights_version")
@@ -78,19 +80,55 @@ class GenerateResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[PromptResult, _Mapping]]] = ..., weights_version: _Optional[int] = ...) -> None: ...
 
 class LoadWeightsRequest(_message.Message):
-    __slots__ = ("version", "path")
+    __slots__ = ("version", "path", "stream")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
     version: int
     path: str
-    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ...) -> None: ...
+    stream: WeightStream
+    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ..., stream: _Optional[_Union[WeightStream, _Mapping]] = ...) -> None: ...
+
+class WeightStream(_message.Message):
+    __slots__ = ("store_address", "group_id", "world_size", "rank", "backend", "tensors", "bucket_starts", "checksum", "timeout_s")
+    STORE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_STARTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    store_address: str
+    group_id: str
+    world_size: int
+    rank: int
+    backend: str
+    tensors: _containers.RepeatedCompositeFieldContainer[TensorSpec]
+    bucket_starts: _containers.RepeatedScalarFieldContainer[int]
+    checksum: str
+    timeout_s: float
+    def __init__(self, store_address: _Optional[str] = ..., group_id: _Optional[str] = ..., world_size: _Optional[int] = ..., rank: _Optional[int] = ..., backend: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., bucket_starts: _Optional[_Iterable[int]] = ..., checksum: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class TensorSpec(_message.Message):
+    __slots__ = ("name", "dtype", "shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LoadWeightsResponse(_message.Message):
-    __slots__ = ("version", "load_seconds", "bytes")
+    __slots__ = ("version", "load_seconds", "bytes", "checksum")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     version: int
     load_seconds: float
     bytes: int
-    def __init__(self, version: _Optional[int] = ..., load_seconds: _Optional[float] = ..., bytes: _Optional[int] = ...) -> None: ...
+    checksum: str
+    def __init__(self, version: _Optional[int] = ..., load_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., checksum: _Optional[str] = ...) -> None: ...

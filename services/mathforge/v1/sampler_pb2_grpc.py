@@ -77,9 +77,11 @@ class SamplerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LoadWeights(self, request, context):
-        """Swaps in the policy checkpoint at `path` as `version`. Calls in flight finish on the old
-        weights; later calls use the new. A checkpoint that fails to load is FAILED_PRECONDITION and
-        the old weights keep serving. A version not greater than the current one is INVALID_ARGUMENT.
+        """Swaps in new policy weights as `version`, read from the checkpoint at `path` (the shared-volume
+        mode) or received over a torch.distributed group from the trainer (`stream`, the collective
+        mode). Calls in flight finish on the old weights; later calls use the new. Weights that fail to
+        load or to match their checksum are FAILED_PRECONDITION and the old weights keep serving. A
+        version not greater than the current one is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

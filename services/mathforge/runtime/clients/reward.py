@@ -76,7 +76,7 @@ class RewardClient(ServiceClient):
             weights=dict(weights or {}),
             format_penalty=format_penalty,
         )
-        reply = self.call("Score", request, timeout_s=timeout_s)
+        reply = self.send(request, timeout_s=timeout_s)
         scored = [
             ScoredItem(
                 reward=result.reward,
@@ -90,6 +90,12 @@ class RewardClient(ServiceClient):
             for result in reply.results
         ]
         return ScoreResult(scored, dict(reply.model_versions))
+
+    def send(
+        self, request: reward_pb2.RewardRequest, timeout_s: float | None = None
+    ) -> reward_pb2.RewardResponse:
+        """Sends a ready RewardRequest; the raw RewardResponse."""
+        return self.call(self.stub.Score, request, timeout_s=timeout_s)
 
     def rule(
         self,
@@ -105,4 +111,8 @@ class RewardClient(ServiceClient):
     def load_model(self, kind: str, version: int, path: str, timeout_s: float = 600.0) -> float:
         """Switches the served ORM or PRM to the model at `path` as `version`; returns load seconds."""
         request = reward_pb2.LoadRewardModelRequest(kind=kind, version=version, path=path)
-        return float(self.call("LoadModel", request, timeout_s=timeout_s).load_seconds)
+        return float(self.call(self.stub.LoadModel, request, timeout_s=timeout_s).load_seconds)
+
+    def model_versions(self, timeout_s: float | None = None) -> dict[str, int]:
+        """{kind: version} of the reward models this replica serves (from Info's typed models)."""
+        return {m.kind: int(m.version) for m in self.info(timeout_s).models}

@@ -4,6 +4,7 @@ with SamplerClient("127.0.0.1:50054") as sampler:
     texts = sampler.generate_texts(["User: 1+1?\\n\\nAssistant:"], n=4, temperature=0.7)
     for completion in sampler.generate_stream(["2+2="], n=8, temperature=1.0, seed=7): ...
     sampler.load_weights(3, "/shared/policy/step-3")      # version must increase
+    sampler.policy().version, sampler.policy().checksum   # what it serves
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import grpc
+
 from mathforge.runtime.client import ServiceClient
-from mathforge.v1 import sampler_pb2, sampler_pb2_grpc
+from mathforge.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ def generate_request(
     stop: Sequence[str] = (),
     seed: int | None = None,
     require_version: int | None = None,
+    min_version: int | None = None,
 ) -> sampler_pb2.GenerateRequest:
     """The GenerateRequest for prompts given as text or as token ids."""
     request = sampler_pb2.GenerateRequest(
@@ -51,6 +55,8 @@ def generate_request(
         request.params.seed = seed
     if require_version is not None:
         request.require_version = require_version
+    if min_version is not None:
+        request.min_version = min_version
     return request
 
 
@@ -70,12 +76,19 @@ class SamplerClient(ServiceClient):
         seed: int | None = None,
         require_version: int | None = None,
         timeout_s: float | None = None,
+        min_version: int | None = None,
     ) -> sampler_pb2.GenerateResponse:
         """n completions per prompt (text, or token ids); the raw GenerateResponse."""
         request = generate_request(
-            prompts, n, temperature, top_p, top_k, max_tokens, stop, seed, require_version
+            prompts, n, temperature, top_p, top_k, max_tokens, stop, seed, require_version, min_version
         )
-        return self.call("Generate", request, timeout_s=timeout_s)
+        return self.send(request, timeout_s=timeout_s)
+
+    def send(
+        self, request: sampler_pb2.GenerateRequest, timeout_s: float | None = None
+    ) -> sampler_pb2.GenerateResponse:
+        """Sends a ready GenerateRequest."""
+        return self.call(self.stub.Generate, request, timeout_s=timeout_s)
 
     def generate_stream(
         self,
@@ -95,7 +108,7 @@ class SamplerClient(ServiceClient):
         request = generate_request(
             prompts, n, temperature, top_p, top_k, max_tokens, stop, seed, require_version
         )
-        yield from self.stream("GenerateStream", request, timeout_s=timeout_s)
+        yield from self.stream(self.stub.GenerateStream, request, timeout_s=timeout_s)
 
     def generate_samples(
         self, prompts: Sequence[str | Sequence[int]], n: int = 1, **params: object
@@ -118,6 +131,20 @@ class SamplerClient(ServiceClient):
         self, version: int, path: str, timeout_s: float = 600.0
     ) -> sampler_pb2.LoadWeightsResponse:
         """Swaps in the checkpoint at `path` as `version` (must be greater than the serving one)."""
-        return self.call(
-            "LoadWeights", sampler_pb2.LoadWeightsRequest(version=version, path=path), timeout_s=timeout_s
-        )
+        request = sampler_pb2.LoadWeightsRequest(version=version, path=path)
+        return self.call(self.stub.LoadWeights, request, timeout_s=timeout_s)
+
+    def load_weights_stream(
+        self, version: int, stream: sampler_pb2.WeightStream, timeout_s: float = 600.0
+    ) -> grpc.Future:
+        """Starts LoadWeights in the collective mode and returns its future at once: the call only
+        ends after the trainer has broadcast every bucket, so the trainer sends while it waits."""
+        request = sampler_pb2.LoadWeightsRequest(version=version, stream=stream)
+        return self.stub.LoadWeights.future(request, timeout=timeout_s)
+
+    def policy(self, timeout_s: float | None = None) -> common_pb2.ServedModel:
+        """The policy this replica serves: version, checksum, dtype, path."""
+        for model in self.info(timeout_s).models:
+            if model.kind == "policy":
+                return model
+        return common_pb2.ServedModel(kind="policy")

@@ -22,6 +22,7 @@ from mathforge.training.grpo.loss import AGGREGATIONS, ClipConfig
 SUPERVISIONS = ("outcome", "process")
 METHODS = ("sft", "rft", "online_rft", "dpo", "grpo")  # training/objective/methods.py
 REWARD_KINDS = ("rule", "orm", "prm", "mix")
+WEIGHT_SYNCS = ("volume", "collective")
 
 
 @dataclasses.dataclass
@@ -109,8 +110,17 @@ class RewardConfig:
 class ServicesConfig:
     """The sampler and reward services, deadlines, and where new weights are published."""
 
-    sampler: str = option("127.0.0.1:50054", "sampler target (in a cluster dns:///mathforge-sampler:50054)")
-    reward: str = option("127.0.0.1:50053", "reward target (in a cluster dns:///mathforge-reward:50053)")
+    sampler: str = option(
+        "127.0.0.1:50054",
+        "sampler replicas: dns:///<headless service>:<port> (every pod it resolves to; in a cluster "
+        "dns:///mathforge-sampler:50054) or a comma-separated list of host:port",
+    )
+    reward: str = option(
+        "127.0.0.1:50053",
+        "reward replicas: dns:///<headless service>:<port> (in a cluster dns:///mathforge-reward:50053) "
+        "or a comma-separated list of host:port",
+    )
+    replica_refresh_s: float = option(30.0, "how often the replicas behind a dns:/// target are looked up")
     generate_timeout_s: float = option(600.0, "deadline of one Generate call")
     score_timeout_s: float = option(300.0, "deadline of one Score call")
     load_timeout_s: float = option(600.0, "deadline of LoadWeights / LoadModel")
@@ -120,6 +130,18 @@ class ServicesConfig:
         "", "shared directory for published policy weights; empty = <out_dir>/published"
     )
     keep_versions: int = option(3, "published versions kept on disk (older ones are deleted)")
+    weight_sync: str = option(
+        "volume",
+        "how new policy weights reach the samplers: volume (safetensors on publish_dir, LoadWeights "
+        "with its path) or collective (broadcast in buckets over torch.distributed, gloo on CPU and "
+        "NCCL on GPU, into every replica at once; docs/grpo.md)",
+    )
+    weight_sync_port: int = option(29600, "collective: port of the trainer's rendezvous store (0 = any free)")
+    weight_sync_host: str = option(
+        "", "collective: address the samplers reach the trainer at (empty: $POD_IP, else this host's name)"
+    )
+    weight_sync_bucket_mb: int = option(256, "collective: most megabytes per broadcast bucket")
+    weight_sync_timeout_s: float = option(300.0, "collective: how long a transfer group may take to form")
 
 
 @dataclasses.dataclass
@@ -280,6 +302,11 @@ class GrpoConfig(TrainConfig):
                 self.services.keep_versions >= 2,
                 "services.keep_versions must be >= 2 (the serving one and the next)",
             ),
+            (
+                self.services.weight_sync in WEIGHT_SYNCS,
+                f"services.weight_sync must be one of {WEIGHT_SYNCS}, got {self.services.weight_sync!r}",
+            ),
+            (self.services.weight_sync_bucket_mb >= 1, "services.weight_sync_bucket_mb must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

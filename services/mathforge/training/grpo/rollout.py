@@ -23,6 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.questions import Question, prompt_text
+from mathforge.training.grpo.services import all_at_once
 from mathforge.v1 import reward_pb2, sampler_pb2
 
 REWARD_KIND = {
@@ -163,9 +164,11 @@ def sample_groups(
     group = 1 if greedy else config.rollout.group_size
     chunk = GREEDY_PROMPTS_PER_CALL if greedy else config.rollout.prompts_per_call
     rollout = Rollout(list(questions), group, 0, [], [], [], [], [])
-    for index, first in enumerate(range(0, len(prompts), chunk)):
-        params = sampling_params(config, (seed * 7919 + index) & 0x7FFFFFFF, greedy)
-        response = link.generate(prompts[first : first + chunk], params)
+    calls = [
+        (prompts[first : first + chunk], sampling_params(config, (seed * 7919 + index) & 0x7FFFFFFF, greedy))
+        for index, first in enumerate(range(0, len(prompts), chunk))
+    ]
+    for response in all_at_once(lambda call: link.generate(*call), calls):  # spread over the replicas
         for result in response.results:
             if len(result.completions) != group:
                 raise RuntimeError(f"the sampler returned {len(result.completions)} samples, not {group}")
@@ -217,16 +220,16 @@ def _score(
         )
         for i, text in enumerate(rollout.texts)
     ]
-    results: list[reward_pb2.RewardResult] = []
-    for first in range(0, len(items), SCORE_ITEMS_PER_CALL):
-        request = reward_pb2.RewardRequest(
+    requests = [
+        reward_pb2.RewardRequest(
             items=items[first : first + SCORE_ITEMS_PER_CALL],
             kind=REWARD_KIND[kind],
             weights=weights,
             format_penalty=penalty,
         )
-        results.extend(link.score(request).results)
-    return results
+        for first in range(0, len(items), SCORE_ITEMS_PER_CALL)
+    ]
+    return [result for response in all_at_once(link.score, requests) for result in response.results]
 
 
 def step_end_tokens(

@@ -1,176 +1,281 @@
-"""The trainer's side of the sampler and reward services: versioned calls that survive a restart.
+"""The trainer's side of the sampler and reward services: every replica, versioned calls, and work
+that survives a replica dying or restarting.
 
     link = ServiceLink(config.services)
     link.wait_ready()
-    link.load_policy(version=7, path="/shared/published/v-00000007")
-    response = link.generate(prompts, params, seed=11)        # every completion from version 7
-    response = link.score(items, kind, weights, penalty)
+    link.load_policy(version=7, path="/shared/published/v-00000007")   # every sampler replica, at once
+    responses = link.generate_many([(prompts_a, params_a), (prompts_b, params_b)])  # spread over them
+    responses = link.score_many([request_a, request_b])                 # over the reward replicas
 
-Every call has a deadline and retries UNAVAILABLE for `retry_budget_s`, so a service that restarts
-is waited for. A restarted sampler comes back serving its start-up weights: the version guard
-(`require_version`) turns that into FAILED_PRECONDITION, and the link reloads the policy it last
-published under the same version and asks again. A completion from any other version is a
-StaleSampleError, never mixed into a batch. The reward models loaded by iterative RL are guarded the
-same way through the versions each Score response reports.
+Sampler and reward replicas are runtime/replicas.py sets: `services.sampler` / `services.reward`
+name every address behind a headless Service (`dns:///mathforge-sampler:50054`) or list them. A new
+policy version reaches every sampler replica before any Generate asks for it, and each Generate
+carries `min_version`, so a replica that restarted with its start-up weights answers
+FAILED_PRECONDITION: it is then given the current version (reloaded from the published path) before
+it gets work again, and the call moves on. A completion from a version other than the ones allowed
+is a StaleSampleError, never mixed into a batch. The reward models iterative RL loads are handled
+the same way, through the versions each Score response and each replica's Info report.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 
 from mathforge.runtime.client import RetryPolicy
 from mathforge.runtime.clients.reward import RewardClient
 from mathforge.runtime.clients.sampler import SamplerClient
+from mathforge.runtime.replicas import Replica, ReplicaSet, ReplicaStale
 from mathforge.training.grpo.config import ServicesConfig
 from mathforge.v1 import reward_pb2, sampler_pb2
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+#: Most Generate or Score calls one rollout keeps in flight at once.
+MAX_CONCURRENT_CALLS = 64
+
+#: Per call to one replica: a short retry, because the set moves the work to another replica and
+#: waits for a restarting one itself (within services.retry_budget_s).
+REPLICA_RETRY = RetryPolicy(attempts=3, initial_backoff_s=0.05, max_backoff_s=0.5, budget_s=3.0)
 
 
 class StaleSampleError(RuntimeError):
-    """A completion came from weights other than the version the trainer asked for."""
+    """A completion came from weights other than the versions the trainer allows."""
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model the trainer put into a service: its version and checkpoint path."""
+    """A model the trainer put into a service: its version and checkpoint path ("" when the weights
+    went over the collective and exist on no volume)."""
 
     version: int
     path: str
 
 
 class ServiceLink:
-    """Typed clients of the sampler and the reward service, with the versions the trainer expects."""
+    """Every sampler and reward replica, with the versions the trainer expects them to serve."""
 
     def __init__(self, config: ServicesConfig):
         self.config = config
-        retry = RetryPolicy(attempts=10_000, max_backoff_s=2.0, budget_s=config.retry_budget_s)
-        self.sampler = SamplerClient(config.sampler, retry=retry)
-        self.reward = RewardClient(config.reward, retry=retry)
+        self.samplers: ReplicaSet[SamplerClient] = ReplicaSet(
+            config.sampler,
+            lambda address: SamplerClient(address, retry=REPLICA_RETRY),
+            prepare=self._prepare_sampler,
+            budget_s=config.retry_budget_s,
+            refresh_s=config.replica_refresh_s,
+        )
+        self.rewards: ReplicaSet[RewardClient] = ReplicaSet(
+            config.reward,
+            lambda address: RewardClient(address, retry=REPLICA_RETRY),
+            prepare=self._prepare_reward,
+            budget_s=config.retry_budget_s,
+            refresh_s=config.replica_refresh_s,
+        )
         self.policy: LoadedModel | None = None
         self.reward_models: dict[str, LoadedModel] = {}
         self.recoveries = 0
+        #: Set by the collective publisher: brings the given sampler replicas to the current version
+        #: when no volume copy exists (returns False when it cannot now).
+        self.restream: Callable[[list[str]], bool] | None = None
 
     def wait_ready(self) -> None:
-        self.sampler.wait_ready(self.config.ready_timeout_s)
-        self.reward.wait_ready(self.config.ready_timeout_s)
+        """Waits until at least one replica of each service is ready."""
+        for replicas in (self.samplers, self.rewards):
+            replicas.submit(lambda client: client.wait_ready(self.config.ready_timeout_s))
 
     # ---- the policy ----------------------------------------------------------------------
     def served_policy_version(self) -> int:
-        return int(self.sampler.info().model_version)
+        """The newest policy version any sampler replica serves."""
+        served = self.samplers.fan_out(lambda client: client.policy(self.config.ready_timeout_s).version)
+        return max(int(v) for v in served.values())
 
     def load_policy(self, version: int, path: str) -> float:
-        """Makes the sampler serve `path` as `version`; returns the seconds the load took."""
-        response = self.sampler.load_weights(version, path, timeout_s=self.config.load_timeout_s)
-        if response.version != version:
-            raise StaleSampleError(f"sampler answered LoadWeights({version}) with version {response.version}")
+        """Makes every sampler replica serve `path` as `version`, all at once; returns the longest
+        load. A replica that is down now is given this version when it is back, before any work."""
         self.policy = LoadedModel(version, path)
-        return float(response.load_seconds)
 
-    def _restore_policy(self) -> None:
-        """After a FAILED_PRECONDITION: reload our policy if the sampler lost it in a restart."""
+        def load(client: SamplerClient) -> sampler_pb2.LoadWeightsResponse:
+            served = client.policy(self.config.ready_timeout_s).version
+            if served == version:  # it took this version already (a retried publish)
+                return sampler_pb2.LoadWeightsResponse(version=version)
+            return client.load_weights(version, path, timeout_s=self.config.load_timeout_s)
+
+        answers = self.samplers.fan_out(load)
+        for address, response in answers.items():
+            if response.version != version:
+                raise StaleSampleError(
+                    f"sampler {address} answered LoadWeights({version}) with version {response.version}"
+                )
+        return max(float(r.load_seconds) for r in answers.values())
+
+    def _prepare_sampler(self, replica: Replica[SamplerClient]) -> None:
+        """Before a replica gets work: it must serve the current policy; a restarted one is reloaded."""
         if self.policy is None:
-            raise StaleSampleError("the sampler rejected the version guard before any policy was published")
-        self.sampler.wait_ready(self.config.ready_timeout_s)
-        served = self.served_policy_version()
+            return
+        served = int(replica.client.policy(self.config.ready_timeout_s).version)
         if served == self.policy.version:
             return
         if served > self.policy.version:
             raise StaleSampleError(
-                f"the sampler serves version {served}, newer than this trainer's {self.policy.version}: "
-                "is another trainer publishing to it?"
+                f"sampler {replica.address} serves version {served}, newer than this trainer's "
+                f"{self.policy.version}: is another trainer publishing to it?"
             )
         log.warning(
-            "sampler serves version %d, reloading %d from %s", served, self.policy.version, self.policy.path
+            "sampler replica serves an older version; bringing it to the current one",
+            extra={"fields": {"address": replica.address, "served": served, "current": self.policy.version}},
         )
+        if self.policy.path:
+            try:
+                replica.client.load_weights(self.policy.version, self.policy.path, self.config.load_timeout_s)
+            except grpc.RpcError as exc:
+                # another rank of this trainer brought it up to date first
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                if int(replica.client.policy(self.config.ready_timeout_s).version) != self.policy.version:
+                    raise
+                return
+        elif self.restream is None or not self.restream([replica.address]):
+            raise ReplicaStale(f"version {self.policy.version} reaches it with the next publish")
         self.recoveries += 1
-        self.load_policy(self.policy.version, self.policy.path)
 
     def generate(
-        self, prompts: Sequence[str], params: sampler_pb2.SamplingParams
+        self, prompts: Sequence[str], params: sampler_pb2.SamplingParams, min_version: int | None = None
     ) -> sampler_pb2.GenerateResponse:
-        """Samples from exactly the published policy version; recovers a sampler that restarted."""
+        """Samples on the least-loaded sampler replica, from the current policy version (or any
+        version from `min_version` on); a replica that died or restarted is replaced by another."""
+        return self.generate_many([(prompts, params)], min_version)[0]
+
+    def generate_many(
+        self,
+        calls: Sequence[tuple[Sequence[str], sampler_pb2.SamplingParams]],
+        min_version: int | None = None,
+    ) -> list[sampler_pb2.GenerateResponse]:
+        """Each (prompts, params) as one Generate, all at once, spread over the sampler replicas
+        (a call's prompts, and so each question's G samples, stay on one replica); in order."""
         if self.policy is None:
             raise StaleSampleError("no policy version has been published to the sampler yet")
-        for attempt in range(3):
+        newest = self.policy.version
+        oldest = newest if min_version is None else min_version
+
+        def work(prompts: Sequence[str], params: sampler_pb2.SamplingParams):
             request = sampler_pb2.GenerateRequest(
-                prompts=[sampler_pb2.Prompt(text=p) for p in prompts],
-                params=params,
-                require_version=self.policy.version,
+                prompts=[sampler_pb2.Prompt(text=p) for p in prompts], params=params, min_version=oldest
             )
-            try:
-                response = self.sampler.call("Generate", request, timeout_s=self.config.generate_timeout_s)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or attempt == 2:
+
+            def on(client: SamplerClient) -> sampler_pb2.GenerateResponse:
+                try:
+                    response = client.send(request, timeout_s=self.config.generate_timeout_s)
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                        raise ReplicaStale(exc.details()) from exc
                     raise
-                self._restore_policy()
-                continue
-            check_versions(response, self.policy.version)
-            return response
-        raise AssertionError("unreachable")
+                check_versions(response, newest, oldest)
+                return response
+
+            return on
+
+        return self.samplers.map([work(prompts, params) for prompts, params in calls])
 
     # ---- rewards -------------------------------------------------------------------------
     def served_reward_version(self, kind: str) -> int:
-        return int(self.reward.info().details.get(f"{kind}_version", "0"))
+        """The newest version of the `kind` RM any reward replica serves (0: none loaded)."""
+        served = self.rewards.fan_out(lambda client: client.model_versions(self.config.ready_timeout_s))
+        return max(versions.get(kind, 0) for versions in served.values())
 
     def load_reward_model(self, kind: str, version: int, path: str) -> int:
-        """Loads the RM at `path`; returns the version it serves under: `version`, or one above the
-        served version when the service already holds a version that high (a retried iteration)."""
+        """Loads the RM at `path` into every reward replica; returns the version it serves under:
+        `version`, or one above the newest served version when a replica already holds a version
+        that high (a retried iteration)."""
         version = max(version, self.served_reward_version(kind) + 1)
-        request = reward_pb2.LoadRewardModelRequest(kind=kind, version=version, path=path)
-        response = self.reward.call("LoadModel", request, timeout_s=self.config.load_timeout_s)
-        self.reward_models[kind] = LoadedModel(int(response.version), path)
-        return int(response.version)
+        self.reward_models[kind] = LoadedModel(version, path)
+        self.rewards.fan_out(
+            lambda client: client.load_model(kind, version, path, self.config.load_timeout_s)
+        )
+        return version
+
+    def _prepare_reward(self, replica: Replica[RewardClient]) -> None:
+        """Before a reward replica gets work: it must serve the RMs the trainer loaded."""
+        if not self.reward_models:
+            return
+        served = replica.client.model_versions(self.config.ready_timeout_s)
+        for kind, model in self.reward_models.items():
+            if served.get(kind) == model.version:
+                continue
+            if served.get(kind, 0) > model.version:
+                raise StaleSampleError(
+                    f"reward replica {replica.address} serves {kind} version {served[kind]}, newer than "
+                    f"the loaded {model.version}: is another trainer loading models into it?"
+                )
+            log.warning(
+                "reward replica lost the %s RM version %d; reloading %s", kind, model.version, model.path
+            )
+            self.recoveries += 1
+            try:
+                replica.client.load_model(kind, model.version, model.path, self.config.load_timeout_s)
+            except grpc.RpcError as exc:
+                # another rank of this trainer reloaded it first
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                if replica.client.model_versions(self.config.ready_timeout_s).get(kind) != model.version:
+                    raise
 
     def score(self, request: reward_pb2.RewardRequest) -> reward_pb2.RewardResponse:
-        """Scores with the reward models the trainer loaded; reloads them after a service restart."""
-        for attempt in range(3):
-            try:
-                response = self.reward.call("Score", request, timeout_s=self.config.score_timeout_s)
-            except grpc.RpcError as exc:
-                if (
-                    exc.code() != grpc.StatusCode.FAILED_PRECONDITION
-                    or not self.reward_models
-                    or attempt == 2
-                ):
-                    raise
-                self._restore_reward_models({})
-                continue
-            served = dict(response.model_versions)
-            if all(
-                served.get(kind, model.version) == model.version for kind, model in self.reward_models.items()
-            ):
-                return response
-            if attempt == 2:
-                raise StaleSampleError(f"reward models {served} are not the loaded {self.reward_models}")
-            self._restore_reward_models(served)
-        raise AssertionError("unreachable")
+        """Scores on the least-loaded reward replica with the RMs the trainer loaded."""
+        return self.score_many([request])[0]
 
-    def _restore_reward_models(self, served: dict[str, int]) -> None:
-        self.reward.wait_ready(self.config.ready_timeout_s)
-        for kind, model in list(self.reward_models.items()):
-            if served.get(kind) != model.version:
-                log.warning(
-                    "reward service lost the %s RM version %d; reloading %s", kind, model.version, model.path
-                )
-                self.recoveries += 1
-                self.load_reward_model(kind, model.version, model.path)  # under a fresh version if need be
+    def score_many(self, requests: Sequence[reward_pb2.RewardRequest]) -> list[reward_pb2.RewardResponse]:
+        """Every request at once, spread over the reward replicas; responses in order."""
+
+        def work(request: reward_pb2.RewardRequest):
+            def on(client: RewardClient) -> reward_pb2.RewardResponse:
+                try:
+                    response = client.send(request, timeout_s=self.config.score_timeout_s)
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and self.reward_models:
+                        raise ReplicaStale(exc.details()) from exc
+                    raise
+                served = dict(response.model_versions)
+                for kind, model in self.reward_models.items():
+                    if served.get(kind, model.version) != model.version:
+                        raise ReplicaStale(
+                            f"it scored with {kind} version {served[kind]}, not {model.version}"
+                        )
+                return response
+
+            return on
+
+        return self.rewards.map([work(request) for request in requests])
 
     def close(self) -> None:
-        self.sampler.close()
-        self.reward.close()
+        self.samplers.close()
+        self.rewards.close()
 
 
-def check_versions(response: sampler_pb2.GenerateResponse, version: int) -> None:
-    """Raises StaleSampleError unless every completion was produced by `version`."""
+def all_at_once(call: Callable[[Any], R], items: Sequence[Any]) -> list[R]:
+    """`call` on every item concurrently (a ServiceLink sends each to the least-loaded replica);
+    results in order, the first error raised once all ended."""
+    if len(items) <= 1:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), MAX_CONCURRENT_CALLS)) as pool:
+        futures = [pool.submit(call, item) for item in items]
+        wait(futures)
+    return [future.result() for future in futures]
+
+
+def check_versions(response: sampler_pb2.GenerateResponse, version: int, oldest: int | None = None) -> None:
+    """Raises StaleSampleError unless every completion was produced by a version from `oldest` (by
+    default `version` itself) to `version`."""
+    oldest = version if oldest is None else oldest
     for index, result in enumerate(response.results):
         for completion in result.completions:
-            if completion.weights_version != version:
+            if not oldest <= completion.weights_version <= version:
+                expected = f"{version}" if oldest == version else f"{oldest}..{version}"
                 raise StaleSampleError(
                     f"prompt {index} sample {completion.sample_index} came from weights version "
-                    f"{completion.weights_version}, not the expected {version}"
+                    f"{completion.weights_version}, not the expected {expected}"
                 )
