@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 
 CHECKSUM_ALGORITHM = "crc32"
+#: The trainer's checksum travels after the last bucket as this many bytes of zero-padded ASCII.
+CHECKSUM_BYTES = 64
 BACKENDS = ("gloo", "nccl")
 
 
@@ -179,6 +181,17 @@ def broadcast_bytes(group: dist.ProcessGroup, buffer: torch.Tensor) -> None:
     options.rootRank = 0
     options.rootTensor = 0
     group.broadcast([buffer], options).wait()
+
+
+def send_checksum(group: dist.ProcessGroup, checksum: str, device: torch.device) -> None:
+    raw = checksum.encode().ljust(CHECKSUM_BYTES, b"\0")
+    broadcast_bytes(group, torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(device))
+
+
+def receive_checksum(group: dist.ProcessGroup, device: torch.device) -> str:
+    buffer = torch.zeros(CHECKSUM_BYTES, dtype=torch.uint8, device=device)
+    broadcast_bytes(group, buffer)
+    return bytes(buffer.cpu().tolist()).rstrip(b"\0").decode()
 
 
 def pack(tensors: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from mathforge.models.transfer import (
     connect_store,
     dtype_name,
     join_group,
+    receive_checksum,
     unpacked,
 )
 from mathforge.sampler.backend import WeightsError
@@ -67,7 +68,10 @@ class StreamReceiver:
             raise WeightsError("stream needs store_address and group_id")
         plans = stream_plans(stream)
         if len(plans) != len(targets):
-            raise WeightsError(f"the trainer sends {len(plans)} tensors, this model has {len(targets)}")
+            raise WeightsError(
+                f"the trainer sends {len(plans)} tensors and the serving model has {len(targets)}: "
+                "they do not fit the serving model"
+            )
         for plan, (name, tensor) in zip(plans, targets, strict=True):
             if (
                 plan.name != name
@@ -124,10 +128,11 @@ class StreamReceiver:
                         target.copy_(view)
                         checksum.update(target)
                 total += size
+            sent = receive_checksum(group, device)
         except (TransferError, RuntimeError) as exc:
             self.group, self.group_id = None, ""  # a broken group is never reused
             raise WeightsError(f"weight transfer in group {stream.group_id} failed: {exc}") from exc
         digest = checksum.hexdigest()
-        if stream.checksum and digest != stream.checksum:
-            raise WeightsError(f"received weights have checksum {digest}, the trainer sent {stream.checksum}")
+        if digest != sent:
+            raise WeightsError(f"received weights have checksum {digest}, the trainer's are {sent}")
         return Received(total, digest)

@@ -48,7 +48,7 @@ from mathforge.training.grpo.iterative import (
     policy_completer,
     record_samples,
 )
-from mathforge.training.grpo.publish import WeightPublisher
+from mathforge.training.grpo.publish import PolicyPublisher
 from mathforge.training.grpo.questions import QuestionPool
 from mathforge.training.grpo.rollout import Rollout
 from mathforge.training.grpo.rollout_source import (
@@ -102,9 +102,7 @@ class GrpoRun:
         self.versions = VersionRegistry()  # the one record of the policy versions this run published
         self.background_link: ServiceLink | None = None  # the overlapped sampler's own link
         self.settings = UpdateSettings.from_config(config, off_policy=config.rollout.max_staleness > 0)
-        self.publisher = WeightPublisher(
-            config.services.publish_dir or self.out / "published", config.services.keep_versions
-        )
+        self.publisher = PolicyPublisher(config.services, self.link, env, self.out)
         self.metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
         self.rm_trainer = (
             RewardModelTrainer(config, self.out) if config.iterative.retrain_reward_model else None
@@ -133,20 +131,15 @@ class GrpoRun:
     # ---- weights ---------------------------------------------------------------------------
     def publish(self, version: int) -> float:
         """Writes the policy as `version` and makes the sampler serve it; returns the seconds taken."""
-        began = time.perf_counter()
-        state_dict = self.engine.full_state_dict()
-        if self.env.is_main:
-            path = self.publisher.write(self.policy, self.tokenizer, version, state_dict)
-            self.link.load_policy(version, str(path))
-        barrier()
+        seconds = self.publisher.publish(self.engine, self.policy, self.tokenizer, version)
         self.serving(version)
-        return time.perf_counter() - began
+        return seconds
 
     def serving(self, version: int) -> None:
         """Records that the sampler serves `version`: for this link's guard and for the registry."""
-        path = str(self.publisher.path_of(version))
-        self.link.policy = LoadedModel(version, path)
-        self.versions.publish(version, path)
+        loaded = self.publisher.loaded(version)
+        self.link.policy = loaded
+        self.versions.publish(version, loaded.path)
 
     def sync_policy(self) -> None:
         """At (re)start: make the sampler serve exactly this policy under a version it accepts.
@@ -160,7 +153,7 @@ class GrpoRun:
         served = self.link.served_policy_version() if self.env.is_main else 0
         served = int(all_reduce_sum(served, self.env.device))
         known = self.state.weights_version
-        if known and served == known and self.publisher.path_of(known).is_dir():
+        if known and served == known and self.publisher.holds(known):
             self.serving(known)
         else:
             self.publish(max(served, known) + 1)

@@ -1,7 +1,9 @@
-"""Publishes policy weights as numbered versions in a shared directory for the sampler to load.
+"""Publishes policy weights to the sampler replicas: as numbered versions in a shared directory that
+they load (the volume mode), or over the collective (weight_sync.py), as services.weight_sync says.
 
-    publisher = WeightPublisher("/shared/published", keep=3)
-    path = publisher.write(model, tokenizer, version=8)      # /shared/published/v-00000008, whole or absent
+    publisher = PolicyPublisher(config.services, link, env, out_dir)
+    publisher.publish(engine, model, tokenizer, version=8)   # every sampler replica serves it after
+    path = WeightPublisher("/shared/published", keep=3).write(model, tokenizer, version=8)
 
 Each version is a complete model directory (safetensors + config + tokenizer) written under a
 temporary name, fsynced and renamed, so the sampler never reads half a checkpoint. Older versions
@@ -15,11 +17,16 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from mathforge.models.checkpoint import save_model
+from mathforge.training.distributed import DistEnv, barrier
+from mathforge.training.grpo.config import ServicesConfig
+from mathforge.training.grpo.services import LoadedModel, ServiceLink
+from mathforge.training.grpo.weight_sync import WeightStreamer
 
 _VERSION_DIR = re.compile(r"^v-(\d+)$")
 
@@ -67,3 +74,47 @@ class WeightPublisher:
     def prune(self) -> None:
         for version in self.versions()[: -self.keep]:
             shutil.rmtree(self.path_of(version), ignore_errors=True)
+
+
+class PolicyPublisher:
+    """Makes the sampler replicas serve each new policy version, by the configured path: written to
+    the shared volume and loaded from there (`volume`), or streamed over the collective
+    (`collective`, weight_sync.py). Every training rank calls `publish`.
+
+        publisher = PolicyPublisher(config.services, link, env, out_dir)
+        seconds = publisher.publish(engine, model, tokenizer, version=8)
+    """
+
+    def __init__(self, config: ServicesConfig, link: ServiceLink, env: DistEnv, out_dir: str | Path):
+        self.config = config
+        self.link = link
+        self.env = env
+        self.volume = WeightPublisher(config.publish_dir or Path(out_dir) / "published", config.keep_versions)
+        self.streamer = WeightStreamer(link, config, env) if config.weight_sync == "collective" else None
+
+    def path_of(self, version: int) -> Path:
+        return self.volume.path_of(version)
+
+    def holds(self, version: int) -> bool:
+        """Whether `version` can still be given to a sampler that lost it (volume: its directory is
+        there; collective: only by the next transfer, so always as held as it gets)."""
+        return self.streamer is not None or self.volume.path_of(version).is_dir()
+
+    def loaded(self, version: int) -> LoadedModel:
+        return LoadedModel(version, "" if self.streamer is not None else str(self.volume.path_of(version)))
+
+    def publish(
+        self, engine: Any, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, version: int
+    ) -> float:
+        """Publishes `version` to every sampler replica; returns the seconds it took."""
+        began = time.perf_counter()
+        if self.streamer is not None:
+            self.streamer.publish(model, version, zero3=getattr(engine, "stage", 0) == 3)
+        else:
+            state_dict = engine.full_state_dict()
+            if self.env.is_main:
+                path = self.volume.write(model, tokenizer, version, state_dict)
+                self.link.load_policy(version, str(path))
+            barrier()
+            self.link.policy = self.loaded(version)
+        return time.perf_counter() - began
