@@ -5,7 +5,7 @@
     weights = await backend.start()             # the weights it serves first
     await backend.generate(job, weights, on_sample)
     staged = await backend.stage_weights(path)  # while the old weights keep serving
-    staged = await backend.stage_stream(receive) # or: received over the collective
+    staged = await backend.stage_stream(stream, receiver)  # or: over the collective
     weights = await backend.activate(staged)    # the swap itself
 
 Loading is split so the service can do the slow part (reading and checking the checkpoint) while
@@ -72,8 +72,6 @@ class Sample:
 
 
 SampleCallback = Callable[[Sample], None]
-#: Fills the given (name, tensor) pairs from the trainer; returns (bytes received, checksum).
-StreamReceive = Callable[[Sequence[tuple[str, Any]]], tuple[int, str]]
 
 
 @dataclass
@@ -122,10 +120,10 @@ class SamplerBackend(abc.ABC):
         """Reads and checks the checkpoint at `path` without disturbing the serving weights; raises
         WeightsError naming the problem."""
 
-    async def stage_stream(self, receive: StreamReceive) -> StagedWeights:
-        """Stages weights arriving over the collective: hands `receive` the tensors to fill (in the
-        model's parameter order, none of them serving a call) and returns them staged. WeightsError
-        when this backend cannot receive them."""
+    async def stage_stream(self, stream: Any, receiver: Any) -> StagedWeights:
+        """Stages weights the trainer streams over the collective: `stream` is the request's
+        WeightStream, `receiver` the service's StreamReceiver (weight_stream.py), which keeps the
+        transfer group between versions. WeightsError when this backend cannot receive them."""
         raise WeightsError(f"the {self.name} backend cannot receive weights over the collective; use a path")
 
     @abc.abstractmethod

@@ -68,6 +68,9 @@ class Config(ServiceConfig):
     gpu_memory_utilization: float = option(0.9, "vllm: share of GPU memory the engine may take")
     max_model_len: int = option(0, "vllm: context length, prompt + completion (0 = the model's)")
     enforce_eager: bool = option(False, "vllm: no CUDA graphs (faster start, slower decoding)")
+    weight_transfer: bool = option(
+        False, "vllm: accept weights streamed by the trainer over NCCL (vLLM's weight-transfer engine)"
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -115,6 +118,7 @@ def build_backend(config: Config) -> SamplerBackend:
             gpu_memory_utilization=config.gpu_memory_utilization,
             max_model_len=config.max_model_len,
             enforce_eager=config.enforce_eager,
+            weight_transfer=config.weight_transfer,
         )
     from mathforge.sampler.transformers_backend import TransformersBackend
 
@@ -332,13 +336,6 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
         return sampler_pb2.LoadWeightsResponse(
             version=request.version, load_seconds=seconds, bytes=staged.bytes, checksum=staged.checksum
         )
-
-    def _stream_receiver(self, stream: sampler_pb2.WeightStream):
-        def receive(targets):
-            received = self.receiver.receive(stream, targets)
-            return received.bytes, received.checksum
-
-        return receive
 
     async def Info(
         self, request: common_pb2.InfoRequest, context: grpc.aio.ServicerContext

@@ -31,7 +31,6 @@ from mathforge.sampler.backend import (
     SampleCallback,
     SamplerBackend,
     StagedWeights,
-    StreamReceive,
     WeightsError,
 )
 from mathforge.sampler.batcher import DecodeWorker, PendingJob, TakeMore
@@ -143,15 +142,16 @@ class TransformersBackend(SamplerBackend):
             path, checkpoint_bytes(path), time.perf_counter() - started, payload=model, checksum=checksum
         )
 
-    async def stage_stream(self, receive: StreamReceive) -> StagedWeights:
+    async def stage_stream(self, stream: Any, receiver: Any) -> StagedWeights:
         started = time.perf_counter()
         standby = self.standby
         if standby is None or self._users.get(id(standby)):
             assert self.serving is not None
             standby = await asyncio.to_thread(copy.deepcopy, self.serving)
         self.standby = None  # being overwritten: never handed out again unless it stages whole
-        received, checksum = await asyncio.to_thread(receive, served_tensors(standby))
-        return StagedWeights("", received, time.perf_counter() - started, payload=standby, checksum=checksum)
+        received = await asyncio.to_thread(receiver.receive, stream, served_tensors(standby))
+        seconds = time.perf_counter() - started
+        return StagedWeights("", received.bytes, seconds, payload=standby, checksum=received.checksum)
 
     async def activate(self, staged: StagedWeights) -> PreTrainedModel:
         model: PreTrainedModel = staged.payload

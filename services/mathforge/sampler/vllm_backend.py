@@ -13,6 +13,16 @@ shapes are checked against the serving ones first (staging), then, once calls in
 drained, every worker reloads its weights in place from the checkpoint through vLLM's
 `collective_rpc("reload_weights", weights_path=...)` and the prefix cache, computed with the old
 weights, is dropped.
+
+Over the collective (LoadWeights with a `stream` whose backend is "vllm-nccl"), the weights go
+through vLLM's own weight-transfer API: the engine is built with an NCCL WeightTransferConfig, the
+first transfer of a group joins the trainer's NCCL group (`init_weight_transfer_engine`, each worker
+at rank_offset + its rank), and each version is `start_weight_update`, `update_weights` (packed
+broadcast, names/dtypes/shapes from the request) and `finish_weight_update`, after the drain. vLLM
+loads the tensors into its own fused layout, so no checksum of the received bytes can be computed
+here: such a version reports the trainer's checksum sent in the request only once vLLM confirmed
+the whole update. This path runs only on GPUs (`make test-vllm` runs the CPU build's tests, which
+cannot form an NCCL group).
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ from mathforge.sampler.backend import (
 #: weight loader on the checkpoint at `weights_path` and re-applies the post-load processing (CPU
 #: and quantised kernels repack weights after loading, so a plain `model.load_weights` would not do).
 RELOAD_METHOD = "reload_weights"
+#: WeightStream.backend of a transfer through vLLM's own NCCL weight-transfer engine.
+VLLM_STREAM_BACKEND = "vllm-nccl"
 
 
 def vllm_sampling_params(settings: SamplingSettings) -> Any:
@@ -110,8 +122,11 @@ class VllmBackend(SamplerBackend):
         gpu_memory_utilization: float = 0.9,
         max_model_len: int = 0,
         enforce_eager: bool = False,
+        weight_transfer: bool = False,
     ):
         self.model_path, self.dtype, self.seed = model_path, dtype, seed
+        self.weight_transfer = weight_transfer
+        self.transfer_group = ""
         self.tensor_parallel_size = tensor_parallel_size
         self.gpu_memory_utilization = gpu_memory_utilization
         self.requested_max_model_len = max_model_len
@@ -124,7 +139,13 @@ class VllmBackend(SamplerBackend):
     def engine_args(self) -> Any:
         from vllm import AsyncEngineArgs
 
+        extra: dict[str, Any] = {}
+        if self.weight_transfer:
+            from vllm.config import WeightTransferConfig
+
+            extra["weight_transfer_config"] = WeightTransferConfig(backend="nccl")
         return AsyncEngineArgs(
+            **extra,
             model=self.model_path,
             tokenizer=self.model_path,
             dtype=self.dtype,
@@ -213,13 +234,88 @@ class VllmBackend(SamplerBackend):
         size = sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
         return StagedWeights(path, size, time.perf_counter() - started)
 
+    async def stage_stream(self, stream: Any, receiver: Any) -> StagedWeights:
+        """Checks the streamed tensors against the serving checkpoint's and joins the trainer's
+        group when it is new; the weights themselves arrive in `activate`, after the drain."""
+        started = time.perf_counter()
+        if not self.weight_transfer:
+            raise WeightsError("this sampler was started without --weight-transfer; publish by path")
+        if stream.backend != VLLM_STREAM_BACKEND:
+            raise WeightsError(
+                f"the vllm backend receives stream backend {VLLM_STREAM_BACKEND!r}, not {stream.backend!r}"
+            )
+        missing = sorted(set(self._shapes) - {t.name for t in stream.tensors})
+        changed = [
+            t.name
+            for t in stream.tensors
+            if t.name in self._shapes and tuple(t.shape) != self._shapes[t.name][1]
+        ]
+        unknown = [t.name for t in stream.tensors if t.name not in self._shapes]
+        if missing or changed or unknown:
+            raise WeightsError(
+                f"streamed tensors do not fit the serving model (missing: {missing[:3]}, different shapes: "
+                f"{changed[:3]}, unknown: {unknown[:3]})"
+            )
+        if self.transfer_group != stream.group_id:
+            from vllm.distributed.weight_transfer.base import WeightTransferInitRequest
+
+            host, _, port = stream.store_address.rpartition(":")
+            init = {
+                "master_address": host,
+                "master_port": int(port),
+                "rank_offset": int(stream.rank),
+                "world_size": int(stream.world_size),
+            }
+            await self.engine.init_weight_transfer_engine(WeightTransferInitRequest(init_info=init))
+            self.transfer_group = stream.group_id
+        size = 0
+        for tensor in stream.tensors:
+            count = 1
+            for dim in tensor.shape:
+                count *= int(dim)
+            size += count * _element_size(tensor.dtype)
+        return StagedWeights(
+            "", size, time.perf_counter() - started, payload=stream, checksum=stream.checksum
+        )
+
+    async def _receive(self, stream: Any) -> None:
+        from vllm.distributed.weight_transfer.base import WeightTransferUpdateRequest
+
+        update = {
+            "names": [t.name for t in stream.tensors],
+            "dtype_names": [t.dtype for t in stream.tensors],
+            "shapes": [[int(d) for d in t.shape] for t in stream.tensors],
+            "packed": True,
+        }
+        await self.engine.start_weight_update()
+        await self.engine.update_weights(WeightTransferUpdateRequest(update_info=update))
+        await self.engine.finish_weight_update()
+
     async def _reload(self, path: str) -> None:
         await self.engine.collective_rpc(RELOAD_METHOD, kwargs={"weights_path": path})
 
     async def activate(self, staged: StagedWeights) -> str:
+        if not staged.path:  # streamed: received in place, nothing on disk to fall back to
+            try:
+                await self._receive(staged.payload)
+            except Exception as exc:
+                self.transfer_group = ""  # a broken group is never reused
+                raise WeightsError(
+                    f"vLLM could not receive the streamed weights ({exc}); some may be new: restart this "
+                    "sampler or publish a full version by path"
+                ) from exc
+            finally:
+                await self.engine.reset_prefix_cache()
+            self.serving_path = ""
+            return ""
         try:
             await self._reload(staged.path)
         except Exception as exc:
+            if not self.serving_path:
+                raise WeightsError(
+                    f"{staged.path}: the engine could not load it ({exc}) and the serving weights came over "
+                    "the collective, so there is no checkpoint to put back; restart this sampler"
+                ) from exc
             # Some ranks may hold new tensors now: put the serving checkpoint back on all of them.
             try:
                 await self._reload(self.serving_path)
@@ -237,6 +333,7 @@ class VllmBackend(SamplerBackend):
     def describe(self) -> dict[str, str]:
         return {
             "dtype": self.dtype,
+            "weight_transfer": str(self.weight_transfer),
             "tensor_parallel_size": str(self.tensor_parallel_size),
             "gpu_memory_utilization": str(self.gpu_memory_utilization),
             "enforce_eager": str(self.enforce_eager),
@@ -246,3 +343,12 @@ class VllmBackend(SamplerBackend):
         if self.engine is not None:
             self.engine.shutdown()
             self.engine = None
+
+
+def _element_size(dtype_name: str) -> int:
+    import torch
+
+    dtype = getattr(torch, dtype_name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise WeightsError(f"unknown tensor dtype {dtype_name!r}")
+    return torch.empty((), dtype=dtype).element_size()

@@ -90,7 +90,7 @@ class LoadWeightsRequest(_message.Message):
     def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ..., stream: _Optional[_Union[WeightStream, _Mapping]] = ...) -> None: ...
 
 class WeightStream(_message.Message):
-    __slots__ = ("store_address", "group_id", "world_size", "rank", "backend", "tensors", "bucket_starts", "timeout_s")
+    __slots__ = ("store_address", "group_id", "world_size", "rank", "backend", "tensors", "bucket_starts", "timeout_s", "checksum")
     STORE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class WeightStream(_message.Message):
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_STARTS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     store_address: str
     group_id: str
     world_size: int
@@ -107,7 +108,8 @@ class WeightStream(_message.Message):
     tensors: _containers.RepeatedCompositeFieldContainer[TensorSpec]
     bucket_starts: _containers.RepeatedScalarFieldContainer[int]
     timeout_s: float
-    def __init__(self, store_address: _Optional[str] = ..., group_id: _Optional[str] = ..., world_size: _Optional[int] = ..., rank: _Optional[int] = ..., backend: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., bucket_starts: _Optional[_Iterable[int]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    checksum: str
+    def __init__(self, store_address: _Optional[str] = ..., group_id: _Optional[str] = ..., world_size: _Optional[int] = ..., rank: _Optional[int] = ..., backend: _Optional[str] = ..., tensors: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., bucket_starts: _Optional[_Iterable[int]] = ..., timeout_s: _Optional[float] = ..., checksum: _Optional[str] = ...) -> None: ...
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "dtype", "shape")

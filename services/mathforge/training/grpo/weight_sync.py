@@ -48,7 +48,8 @@ from mathforge.models.transfer import (
 from mathforge.training.distributed import DistEnv, all_reduce_sum
 from mathforge.training.grpo.config import ServicesConfig
 from mathforge.training.grpo.services import LoadedModel, ServiceLink, StaleSampleError
-from mathforge.v1 import sampler_pb2
+from mathforge.training.grpo.vllm_sync import gather_passes, send_to_vllm
+from mathforge.v1 import common_pb2, sampler_pb2
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -108,6 +109,7 @@ class WeightStreamer:
         self.group = None
         self.group_id = ""
         self.members: list[str] = []
+        self.vllm_port = 0
         self.last = Transfer()
         self.backend = "nccl" if env.device.type == "cuda" else "gloo"
         if env.is_main:
@@ -130,16 +132,25 @@ class WeightStreamer:
         """Makes every reachable sampler replica serve `module`'s weights as `version`. Every
         training rank calls it; rank 0 sends. Returns what rank 0 measured."""
         for attempt in range(ATTEMPTS):
-            # every rank learns the outcome: 1 sent, 0 a failure worth retrying, REFUSED never
-            outcome = 1.0
-            failure: BaseException | None = None
-            try:
-                dtype = self._served_dtype(module) if self.env.is_main else ""
-                self._attempt(module, version, zero3, dtype)
-            except RefusedError as exc:
-                outcome, failure = REFUSED, exc
-            except (TransferError, grpc.RpcError, RuntimeError) as exc:
-                outcome, failure = 0.0, exc
+            # every rank learns how rank 0 will send (1 our buckets, 2 vLLM's engine) and how it went
+            # (1 sent, 0 a failure worth retrying, REFUSED never)
+            infos: dict[str, common_pb2.ServiceInfo] = {}
+            how, failure = 0.0, None
+            if self.env.is_main:
+                try:
+                    infos = self.link.samplers.fan_out(lambda c: c.info(self.config.ready_timeout_s))
+                    how = 2.0 if {i.backend for i in infos.values()} == {"vllm"} else 1.0
+                except (grpc.RpcError, RuntimeError) as exc:
+                    how, failure = -1.0, exc
+            how = all_reduce_sum(how, self.env.device)
+            outcome = 1.0 if how > 0 else 0.0
+            if how > 0:
+                try:
+                    self._attempt(module, version, zero3, infos, to_vllm=how == 2.0)
+                except RefusedError as exc:
+                    outcome, failure = REFUSED, exc
+                except (TransferError, grpc.RpcError, RuntimeError) as exc:
+                    outcome, failure = 0.0, exc
             if outcome != 1.0:
                 self.group, self.group_id = None, ""  # never reuse a group that failed
             total = all_reduce_sum(outcome, self.env.device)
@@ -154,27 +165,37 @@ class WeightStreamer:
         self.link.policy = LoadedModel(version, "")
         return self.last
 
-    def _served_dtype(self, module: torch.nn.Module) -> str:
-        served = self.link.samplers.fan_out(lambda client: client.policy(self.config.ready_timeout_s))
-        dtypes = {m.dtype for m in served.values() if m.dtype}
-        if len(dtypes) > 1:
-            raise StaleSampleError(f"sampler replicas serve different dtypes {sorted(dtypes)}")
-        return dtypes.pop() if dtypes else dtype_name(next(module.parameters()).dtype)
-
-    def _attempt(self, module: torch.nn.Module, version: int, zero3: bool, dtype: str) -> None:
+    def _attempt(
+        self,
+        module: torch.nn.Module,
+        version: int,
+        zero3: bool,
+        infos: dict[str, common_pb2.ServiceInfo],
+        to_vllm: bool,
+    ) -> None:
         params = [p for _, p in module.named_parameters()]
         # the bucket plan comes from the training dtype's sizes, which every rank knows; rank 0 sends
         # in the samplers' dtype
-        own = dtype_name(params[0].dtype)
-        plans, starts = self.plans(module, own)
+        plans, starts = self.plans(module, dtype_name(params[0].dtype))
         ranges = bucket_ranges(starts, len(plans))
         if not self.env.is_main:
-            for first, end in ranges:
-                with gathered(params[first:end], zero3):
-                    pass
+            if to_vllm:
+                gather_passes(params, ranges, zero3)
+            else:
+                for first, end in ranges:
+                    with gathered(params[first:end], zero3):
+                        pass
             return
-        began = time.perf_counter()
+        dtypes = {m.dtype for info in infos.values() for m in info.models if m.kind == "policy" and m.dtype}
+        if len(dtypes) > 1:
+            raise RefusedError(f"sampler replicas serve different dtypes {sorted(dtypes)}")
+        dtype = dtypes.pop() if dtypes else dtype_name(params[0].dtype)
         wire = [TensorPlan(p.name, dtype, p.shape) for p in plans]
+        began = time.perf_counter()
+        if to_vllm:
+            digest, sent = send_to_vllm(self, module, version, zero3, wire, ranges, infos)
+            self.last = Transfer(time.perf_counter() - began, sent, len(infos), digest)
+            return
         calls, group = self._open(version, wire, starts)
         device = self.env.device
         checksum = Checksum()
