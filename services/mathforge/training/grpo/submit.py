@@ -3,8 +3,13 @@
 The objects come from the training stages' job builder (training/jobs.py) with the GRPO entrypoint;
 the pods are labelled `app.kubernetes.io/component: grpo-trainer`, the label the Helm chart's
 NetworkPolicy admits to the sampler and reward services, and mount the chart's administrator token
-(docs/security.md). k8s/training/grpo.yaml is the --dry-run
-output for configs/paper-7b/grpo.yaml (a test keeps them equal).
+(docs/security.md). The trainer finds every sampler and reward replica itself, from the `dns:///`
+targets in services.sampler / services.reward (the chart's headless Services). With
+services.weight_sync=collective the pods also open the rendezvous store's port (named weight-sync);
+rank 0 advertises its pod name, which the training operator's Service for the master replica
+resolves, and which the chart's samplers allow (weightTransfer.trainerStores).
+k8s/training/grpo.yaml is the --dry-run output for configs/paper-7b/grpo.yaml (a test keeps them
+equal).
 """
 
 from __future__ import annotations
@@ -56,12 +61,29 @@ def _mount_admin_token(node: Any) -> None:
             _mount_admin_token(value)
 
 
+def _open_weight_sync(node: Any, port: int) -> None:
+    """Opens the weight-sync store port on every trainer container."""
+    if isinstance(node, dict):
+        if node.get("name") == "pytorch" and "image" in node:
+            port_spec = {"containerPort": port, "name": "weight-sync", "protocol": "TCP"}
+            node.setdefault("ports", []).append(port_spec)
+        for value in node.values():
+            _open_weight_sync(value, port)
+    elif isinstance(node, list):
+        for value in node:
+            _open_weight_sync(value, port)
+
+
 def render(config_path: str, overrides: list[str]) -> tuple[list[dict[str, Any]], str]:
     """The ConfigMap and PyTorchJob for a GRPO config, and their YAML as --dry-run prints it."""
     config = load_config(GrpoConfig, ["--config", config_path, *overrides])
     objects = job_manifests(STAGE, config, module=MODULE)
     _label_component(objects)
     _mount_admin_token(objects)
+    if config.services.weight_sync == "collective":
+        if not config.services.weight_sync_port:
+            raise ValueError("services.weight_sync_port must be a fixed port in a cluster (0 picks any)")
+        _open_weight_sync(objects, config.services.weight_sync_port)
     return objects, manifests_yaml(objects, dry_run_header(STAGE, config_path, overrides))
 
 
