@@ -5,6 +5,7 @@ both replicas serve the trainer's final weights, checksum for checksum."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from mathforge.runtime.clients.sampler import SamplerClient
 
 from tests.e2e.test_grpo_faults import ENV, REPO, Service, events, run_trainer, step_losses, trainer_command
 
-STEPS = 6  # the restarted replica (seconds to start) must be back before the last publish
+STEPS = 4
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +90,12 @@ def test_volume_and_collective_publishing_agree_and_a_replica_lost_mid_run_costs
     for line in process.stdout:
         lines.append(line)
         if '"step": 1,' in line and '"event": "step"' in line:
-            replicas["a"].kill()  # while step 2 samples: its calls move to b
-            replicas["a"].start()  # back with its start-up weights: it rejoins at a later publish
+            replicas["a"].kill()  # as step 2 starts sampling: its calls move to b
+            # the trainer waits while a restarts (seconds), so that a is back before the run ends
+            process.send_signal(signal.SIGSTOP)
+            replicas["a"].start()  # with its start-up weights: it rejoins at the next publish
+            SamplerClient(replicas["a"].target).wait_ready(120)
+            process.send_signal(signal.SIGCONT)
     assert process.wait(timeout=300) == 0
     found = events(lines)
     assert step_losses(found) == pytest.approx(expected, abs=1e-6)
