@@ -100,6 +100,10 @@ dedup uses the chart's Redis when it runs; the vLLM sampler spans the GPUs its p
 {{- if $roots -}}
 {{- $_ := set $derived "path_roots" (dict "model" $roots "benchmark" $roots) -}}
 {{- end -}}
+{{- /* Samplers may connect to the trainer's weight-transfer store, and only to it. */ -}}
+{{- if and (eq .name "sampler") .root.Values.weightTransfer.enabled -}}
+{{- $_ := set $derived "allowed_targets" (dict "weight_store" .root.Values.weightTransfer.trainerStores) -}}
+{{- end -}}
 {{- /* The evaluator may run benchmarks only against this release's sampler. */ -}}
 {{- if and (eq .name "evaluator") .root.Values.services.sampler.enabled -}}
 {{- $sampler := printf "%s-sampler:%v" (include "mathforge.prefix" .root) .root.Values.services.sampler.port -}}

@@ -138,7 +138,9 @@ class ServicesConfig:
     )
     weight_sync_port: int = option(29600, "collective: port of the trainer's rendezvous store (0 = any free)")
     weight_sync_host: str = option(
-        "", "collective: address the samplers reach the trainer at (empty: $POD_IP, else this host's name)"
+        "",
+        "collective: address the samplers reach the trainer at (empty: this host's name; in a "
+        "PyTorchJob the master pod's, which the samplers' allow-list names)",
     )
     weight_sync_bucket_mb: int = option(256, "collective: most megabytes per broadcast bucket")
     weight_sync_timeout_s: float = option(300.0, "collective: how long a transfer group may take to form")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import time
 import uuid
@@ -92,8 +91,10 @@ def gathered(params: Sequence[torch.nn.Parameter], zero3: bool) -> Iterator[None
 
 
 def advertised_host(config: ServicesConfig) -> str:
-    """Where the samplers reach this trainer: the configured host, the pod's IP, or the host name."""
-    return config.weight_sync_host or os.environ.get("POD_IP", "") or socket.gethostname()
+    """Where the samplers reach this trainer: the configured host, else the host name (in a
+    PyTorchJob the pod's name, which the operator's Service for the master replica resolves, and a
+    stable name the samplers' allow-list can hold)."""
+    return config.weight_sync_host or socket.gethostname()
 
 
 class WeightStreamer:
