@@ -205,12 +205,15 @@ def pack(tensors: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
 
 
 def unpacked(buffer: torch.Tensor, plans: Sequence[TensorPlan]) -> list[torch.Tensor]:
-    """Views of `buffer` as the planned tensors (no copy)."""
+    """Views of `buffer` as the planned tensors (no copy, unless one starts misaligned for its type)."""
     views = []
     offset = 0
     for plan in plans:
         raw = buffer[offset : offset + plan.nbytes]
-        views.append(raw.view(torch_dtype(plan.dtype)).view(plan.shape))
+        dtype = torch_dtype(plan.dtype)
+        if offset % torch.empty((), dtype=dtype).element_size():
+            raw = raw.clone()  # packed after a tensor of a narrower type: copy to an aligned start
+        views.append(raw.view(dtype).view(plan.shape))
         offset += plan.nbytes
     if offset != buffer.numel():
         raise TransferError(f"a bucket of {buffer.numel()} bytes does not hold its {offset} planned bytes")
