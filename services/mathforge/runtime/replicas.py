@@ -84,6 +84,8 @@ class Replica(Generic[C]):
     prepared: bool = False
     calls: int = 0
     failures: int = 0
+    probed_at: float = 0.0
+    probing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -101,12 +103,14 @@ class ReplicaSet(Generic[C]):
         resolve: Callable[[str], list[str]] = resolve_targets,
         health: Callable[[C], str] | None = None,
         max_workers: int = 64,
+        probe_s: float = 1.0,
     ):
         self.target = target
         self.make_client = make_client
         self.prepare = prepare
         self.budget_s = budget_s
         self.refresh_s = refresh_s
+        self.probe_s = probe_s
         self.resolve = resolve
         self.health = health or (lambda client: client.health())  # type: ignore[attr-defined]
         self.replicas: dict[str, Replica[C]] = {}
@@ -154,11 +158,14 @@ class ReplicaSet(Generic[C]):
             replica.prepared = False
 
     # ---- control calls: every replica ------------------------------------------------------
-    def fan_out(self, call: Callable[[C], T], *, skip_dead: bool = True) -> dict[str, T]:
+    def fan_out(
+        self, call: Callable[[C], T], *, skip_dead: bool = True, prepares: bool = False
+    ) -> dict[str, T]:
         """Runs `call` on every replica at once and waits for all; {address: result}. A replica that
         is down (UNAVAILABLE) is skipped and left unprepared, so `prepare` brings it up to date
-        before it gets work; any other error is raised once all calls ended. NoReplicaError when
-        no replica answered."""
+        before it gets work; any other error is raised once all calls ended. With `prepares` (the
+        call itself gives a replica the state `prepare` would, e.g. the current weights) a replica
+        that answered may take work at once. NoReplicaError when no replica answered."""
         self._maybe_refresh()
         with self._lock:
             replicas = list(self.replicas.values())
@@ -168,6 +175,8 @@ class ReplicaSet(Generic[C]):
         for replica in replicas:
             try:
                 results[replica.address] = futures[replica.address].result()
+                if prepares:
+                    replica.prepared = True
             except BaseException as exc:
                 if skip_dead and is_dead(exc):
                     replica.prepared = False
@@ -247,8 +256,10 @@ class ReplicaSet(Generic[C]):
 
     def _acquire(self) -> Replica[C] | None:
         """The least-loaded prepared replica, its in-flight count taken; prepares unprepared ones
-        first when none is ready. None when no replica can take work now."""
+        first when none is ready. None when no replica can take work now. Unprepared replicas are
+        probed in the background every `probe_s`, so one that comes back rejoins the work."""
         self._maybe_refresh()
+        self._probe_unprepared()
         for attempt in range(2):
             with self._lock:
                 ready = [r for r in self.replicas.values() if r.prepared]
@@ -268,9 +279,34 @@ class ReplicaSet(Generic[C]):
                     self._prepare(replica)
         return None
 
+    def _probe_unprepared(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                r
+                for r in self.replicas.values()
+                if not r.prepared and not r.probing and now - r.probed_at >= self.probe_s
+            ]
+            for replica in due:
+                replica.probing = True
+        for replica in due:
+            self._pool.submit(self._probe, replica)
+
+    def _probe(self, replica: Replica[C]) -> None:
+        try:
+            self._prepare(replica)
+        except Exception as exc:  # a failed probe leaves it unprepared; the work goes elsewhere
+            log.warning(
+                "replica could not be prepared",
+                extra={"fields": {"target": self.target, "address": replica.address, "error": str(exc)}},
+            )
+        finally:
+            replica.probing = False
+
     def _prepare(self, replica: Replica[C]) -> None:
         """Health check, then `prepare`; the replica is ready for work only if both pass."""
         with replica.lock:  # one preparation at a time per replica
+            replica.probed_at = time.monotonic()
             if replica.prepared:
                 return
             try:

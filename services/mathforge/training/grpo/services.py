@@ -105,7 +105,7 @@ class ServiceLink:
                 return sampler_pb2.LoadWeightsResponse(version=version)
             return client.load_weights(version, path, timeout_s=self.config.load_timeout_s)
 
-        answers = self.samplers.fan_out(load)
+        answers = self.samplers.fan_out(load, prepares=True)
         for address, response in answers.items():
             if response.version != version:
                 raise StaleSampleError(
@@ -194,7 +194,7 @@ class ServiceLink:
         version = max(version, self.served_reward_version(kind) + 1)
         self.reward_models[kind] = LoadedModel(version, path)
         self.rewards.fan_out(
-            lambda client: client.load_model(kind, version, path, self.config.load_timeout_s)
+            lambda client: client.load_model(kind, version, path, self.config.load_timeout_s), prepares=True
         )
         return version
 
