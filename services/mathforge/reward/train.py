@@ -12,6 +12,7 @@ training set (default 10%) is drawn from that history.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -19,13 +20,19 @@ from mathforge.reward.train_config import RewardTrainConfig
 from mathforge.reward.trainer import run_training
 from mathforge.runtime.logs import configure_logging
 from mathforge.training.config import stage_config
+from mathforge.training.interrupt import Interrupted, exit_now
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("INFO", "text")
     logging.getLogger("mathforge").setLevel(logging.INFO)
     config = stage_config(RewardTrainConfig, argv, prog="python -m mathforge.reward.train")
-    run_training(config)
+    try:
+        run_training(config)
+    except Interrupted as exc:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)
+        exit_now(exc.exit_code)  # the process group is left (run_training's finally)
     return 0
 
 

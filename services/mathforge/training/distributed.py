@@ -44,6 +44,10 @@ def resolve_device(preference: str, local_rank: int) -> torch.device:
 
 def init_distributed(device_preference: str = "auto", use_deepspeed: bool = False) -> DistEnv:
     """Joins the process group (nccl on GPU, gloo on CPU) when WORLD_SIZE > 1."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # started by torchrun: never outlive it
+        from mathforge.training.interrupt import die_with_parent
+
+        die_with_parent()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

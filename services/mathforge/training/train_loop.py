@@ -23,6 +23,7 @@ from mathforge.models.checkpoint import save_model
 from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
 from mathforge.training.config import TrainConfig
 from mathforge.training.distributed import DistEnv
+from mathforge.training.interrupt import Interrupted, StopRequest
 from mathforge.training.metrics import TrainMetrics
 
 
@@ -96,10 +97,19 @@ class Trainer:
         return resumed.step
 
     def fit(self) -> list[float]:
-        """Runs (or resumes) to batch.steps; returns the losses of the steps this call ran."""
-        config, engine = self.config, self.engine
+        """Runs (or resumes) to batch.steps; returns the losses of the steps this call ran. Raises
+        Interrupted, on every rank at the same step, when a rank was signalled (SIGINT, SIGTERM)."""
         start = self._resume()
-        losses = []
+        with StopRequest() as stop:
+            losses = self._steps(start, stop)
+        self._save_final()
+        self.metrics.close()
+        return losses
+
+    def _steps(self, start: int, stop: StopRequest) -> list[float]:
+        config, engine = self.config, self.engine
+        losses: list[float] = []
+        saved = start
         for step in range(start, config.batch.steps):
             began = time.perf_counter()
             lr = engine.lr()
@@ -129,8 +139,11 @@ class Trainer:
                     shared_data=self.module.shared_data,
                 )
                 self.metrics.event("checkpoint", step=step + 1, path=str(path))
-        self._save_final()
-        self.metrics.close()
+                saved = step + 1
+            if not done and stop.agreed(self.env):
+                self.metrics.event("interrupted", step=step + 1, resume_step=saved)
+                self.metrics.close()
+                raise Interrupted(step + 1, saved, stop.signum)
         return losses
 
     def _save_final(self) -> None:

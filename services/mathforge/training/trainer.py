@@ -36,6 +36,7 @@ from mathforge.training.distributed import (
 )
 from mathforge.training.engines import build_engine
 from mathforge.training.global_rows import GlobalRows
+from mathforge.training.interrupt import Interrupted, exit_now
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.packing import IGNORE
 from mathforge.training.sharded_load import prepare_partitioned, zero_stage
@@ -195,6 +196,7 @@ def run_stage(
     """Sets up the process group, tokenizer, model and data, trains, and leaves cleanly."""
     env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
     hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
+    interrupted: Interrupted | None = None
     try:
         tokenizer = prepare_tokenizer(config, env, tokenizer_texts)
         model = prepare_model(config, tokenizer, env)
@@ -203,5 +205,12 @@ def run_stage(
     except CheckpointError as exc:
         print(f"{config.stage}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except Interrupted as exc:
+        if env.is_main:
+            print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)
+        interrupted = exc
+        raise SystemExit(exc.exit_code) from None
     finally:
         finish_distributed()
+        if interrupted is not None:
+            exit_now(interrupted.exit_code)
