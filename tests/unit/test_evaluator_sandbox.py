@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -169,3 +171,18 @@ def test_error_exit_is_reported_with_its_traceback() -> None:
 @pytest.mark.skipif(os.getuid() != 0, reason="network namespaces need root")
 def test_root_runs_get_their_own_network_namespace() -> None:
     assert "netns" in run_program("print(1)", LIMITS).layer_names
+
+
+def test_a_large_evaluator_does_not_turn_errors_into_memory_verdicts() -> None:
+    """The kernel's peak-memory figure for the launcher includes the forking process's own peak; a
+    program that fails small must still read as an error when the evaluator itself is big."""
+    script = (
+        "import numpy\n"
+        "from mathforge.evaluator.sandbox import SandboxLimits, run_program\n"
+        "ballast = numpy.ones(200 << 17)  # 200 MiB resident in the parent\n"
+        "r = run_program(\"raise ValueError('small')\", SandboxLimits(memory_bytes=128 << 20))\n"
+        "print(r.verdict, r.peak_memory_bytes > 128 << 20)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "services")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.split() == ["error", "True"], out.stderr[-2000:]

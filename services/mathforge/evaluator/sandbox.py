@@ -256,7 +256,12 @@ def decide(watch: Watch, limits: SandboxLimits, workdir: Path) -> ProgramResult:
         workdir=str(workdir),
     )
     signalled = -exit_code if exit_code < 0 else 0
-    near_memory_limit = watch.peak_memory_bytes >= 0.9 * limits.memory_bytes
+    # Only growth past what the launcher inherited counts: a large evaluator process leaves its own
+    # peak in the child's accounting.
+    near_memory_limit = (
+        watch.peak_memory_bytes > watch.baseline_memory_bytes
+        and watch.peak_memory_bytes >= 0.9 * limits.memory_bytes
+    )
     if watch.refused is not None:
         result.verdict, result.detail = "error", f"the sandbox refused to run the program: {watch.refused}"
     elif watch.killed_for == "output":

@@ -183,6 +183,10 @@ def confine(config: dict[str, Any], report_fd: int) -> None:
             continue
         held.append(f"{name}={detail}" if detail else name)
     refused = any(line.startswith("refused") for line in lines)
+    # The peak resident size the kernel will report for this process already holds what it had
+    # before exec (the evaluator's own size, when it forked the launcher): the parent needs this
+    # floor to tell the program's growth from that inheritance.
+    lines.append(f"baseline_kib\t{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\n")
     if not refused:
         lines.append("layers\t" + ",".join(held) + "\n")
     os.write(report_fd, "".join(lines).encode("utf-8", "replace"))

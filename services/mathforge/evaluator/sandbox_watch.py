@@ -31,6 +31,7 @@ class Watch:
     elapsed: float = 0.0
     cpu_seconds: float = 0.0
     peak_memory_bytes: int = 0
+    baseline_memory_bytes: int = 0  # the peak inherited from before the launcher's exec
     killed_for: str = ""
     layers: tuple[str, ...] = ()
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -75,6 +76,8 @@ def _parse_report(text: str, watch: Watch) -> None:
             watch.unavailable[name] = reason
         elif kind == "refused":
             watch.refused = rest
+        elif kind == "baseline_kib" and rest.isdigit():
+            watch.baseline_memory_bytes = int(rest) * 1024
 
 
 def _kill(child: subprocess.Popen[bytes], pidfd: int) -> None:
