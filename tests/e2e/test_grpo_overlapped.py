@@ -11,16 +11,48 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+from mathforge.models.checkpoint import save_model
+from mathforge.models.presets import build_model
+from mathforge.models.tokenizer import default_tokenizer
 
 from tests.e2e.test_grpo_faults import Service, run_trainer, trainer_command
-from tests.e2e.test_grpo_faults import policy_dir as policy_dir  # the tiny policy fixture
 
 pytestmark = pytest.mark.slow
 STEPS = 5
 
 
 @pytest.fixture(scope="module")
-def services(policy_dir, tmp_path_factory) -> Iterator[dict[str, Service]]:
+def policy_dir(tmp_path_factory) -> Path:
+    """A tiny model that writes digits and stops: every token embeds alike and no layer writes to the
+    residual stream, so each next token is one of "1".."9" or end-of-sequence, evenly, whatever came
+    before. About 70% of its 12-token answers finish (a cut one counts as wrong), so rewards differ
+    within groups and every step moves the policy."""
+    tokenizer = default_tokenizer()
+    model = build_model(
+        "tiny",
+        vocab_size=len(tokenizer),
+        seed=3,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.no_grad():
+        embeddings = model.model.embed_tokens.weight
+        embeddings.copy_(embeddings[5].expand_as(embeddings))  # (row 0 is the zero padding row)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        hidden = model.model(input_ids=torch.tensor([[1, 2, 3]])).last_hidden_state[0, -1]
+        model.lm_head.weight.zero_()
+        digits = [tokenizer.encode(str(d), add_special_tokens=False)[0] for d in range(1, 10)]
+        for token in [*digits, tokenizer.eos_token_id]:
+            model.lm_head.weight[token] = 12.0 * hidden / hidden.dot(hidden)
+    return save_model(model, tokenizer, tmp_path_factory.mktemp("policy") / "digits")
+
+
+@pytest.fixture(scope="module")
+def services(policy_dir: Path, tmp_path_factory) -> Iterator[dict[str, Service]]:
     logs = tmp_path_factory.mktemp("service-logs")
     started = {
         "sampler": Service("sampler", ["--model-path", str(policy_dir)], logs),
@@ -86,3 +118,26 @@ def test_trainer_killed_with_samples_in_flight_resumes_using_each_question_exact
     assert trained == batches(undisturbed)  # the same questions, step for step
     every = [q for step in sorted(trained) for q in trained[step]]
     assert len(every) == len(set(every)) == STEPS * 3  # none twice, none lost
+
+
+def test_two_trainer_processes_sample_ahead_each_with_its_own_share(policy_dir, services, tmp_path):
+    """Under torchrun each process samples its half of every batch in its own background thread;
+    rank 0 publishes, every rank waits at the barrier, and all train on samples at most one version old."""
+    command = overlapped_command(policy_dir, tmp_path / "ddp", services)
+    module = command.index("-m")
+    command[module : module + 2] = [
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "-m",
+        "mathforge.training.grpo",
+    ]
+    command = [arg for arg in command if not arg.startswith("rollout.questions_per_step=")]
+    code, found = run_trainer([*command, "rollout.questions_per_step=4"], timeout_s=400)
+    assert code == 0
+    steps = [e for e in found if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, STEPS + 1))
+    versions = [int(e["weights_version"]) for e in steps]
+    assert versions == list(range(versions[0], versions[0] + STEPS))
+    assert all(e["outputs"] == 16 and e["batch_groups"] == 4 for e in steps)  # both processes' halves
+    assert all(e["staleness_max"] <= 1 for e in steps) and any(e["staleness_mean"] > 0 for e in steps)
