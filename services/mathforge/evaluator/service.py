@@ -23,6 +23,7 @@ from mathforge.evaluator.confine import LAYERS, REQUIRED_LAYERS
 from mathforge.evaluator.confine import process as confine_process
 from mathforge.evaluator.grading import extract_answer, grade
 from mathforge.evaluator.policy import GradingPolicy
+from mathforge.evaluator.policy_message import policy_from_message
 from mathforge.evaluator.prompts import PROMPT_STYLES
 from mathforge.evaluator.run import RunResult, RunSettings, run_benchmark, sampler_generate
 from mathforge.evaluator.sandbox import SandboxLimits, SandboxSettings, missing_layers, probe, run_program
@@ -117,25 +118,6 @@ class Config(ServiceConfig):
             library_paths=tuple(self.sandbox_library_paths),
             work_root=self.sandbox_work_root,
         )
-
-
-def policy_from_message(message: evaluator_pb2.GradingPolicy) -> GradingPolicy:
-    """The request's policy (unset fields = defaults); INVALID_ARGUMENT naming a bad field."""
-    values: dict[str, Any] = {
-        "percent": message.percent,
-        "units": message.units,
-        "tuples": message.tuples,
-        "box": message.box,
-        "rel_tol": message.rel_tol,
-        "timeout_s": message.timeout_s,
-        "format": message.format,
-    }
-    if message.HasField("last_number_fallback"):
-        values["last_number_fallback"] = message.last_number_fallback
-    try:
-        return GradingPolicy.from_mapping(values)
-    except ValueError as exc:
-        raise RequestError.invalid(str(exc)) from None
 
 
 class EvaluatorService(Service, evaluator_pb2_grpc.EvaluatorServicer):

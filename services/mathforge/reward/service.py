@@ -32,6 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 import mathforge
 from mathforge.evaluator import symbolic
 from mathforge.evaluator.grading import GradingPolicy
+from mathforge.evaluator.policy_message import policy_from_message
 from mathforge.models.checkpoint import CheckpointError
 from mathforge.reward.batcher import DynamicBatcher
 from mathforge.reward.encoding import EncodedItem, encode, score_encoded
@@ -276,7 +277,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             return self._encode_all(model, plan)
         return await asyncio.to_thread(self._encode_all, model, plan)
 
-    async def _rule(self, plan: Plan) -> list[RuleScore]:
+    async def _rule(self, plan: Plan, policy: GradingPolicy) -> list[RuleScore]:
         """Rule rewards, the items split over the grading threads: a symbolic check waiting on its
         worker process then holds up only its own share."""
         pairs = list(zip(plan.responses, plan.references, strict=True))
@@ -286,7 +287,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         chunks = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    self._grader, rule_rewards, pairs[i : i + size], self.policy, plan.format_penalty
+                    self._grader, rule_rewards, pairs[i : i + size], policy, plan.format_penalty
                 )
                 for i in range(0, len(pairs), size)
             )
@@ -296,6 +297,8 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
     async def Score(self, request: reward_pb2.RewardRequest, context: Any) -> reward_pb2.RewardResponse:
         began = time.perf_counter()
         plan = plan_request(request, self.limits)
+        # The request's policy overrides the server's (--grading-policy) field by field.
+        policy = policy_from_message(request.policy, base=self.policy)
         served = {}
         for kind in KINDS:
             if kind in plan.weights:
@@ -314,7 +317,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         if "prm" in encoded:
             steps = [item.steps for item in encoded["prm"]]
         if "rule" in plan.weights:
-            pending["rule"] = self._rule(plan)
+            pending["rule"] = self._rule(plan, policy)
         names = list(pending)
         outputs = dict(zip(names, await asyncio.gather(*(pending[n] for n in names)), strict=True))
         results = combine(plan, outputs.get("rule"), outputs.get("orm"), outputs.get("prm"), steps)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GradingPolicy(_message.Message):
-    __slots__ = ("percent", "units", "tuples", "box", "last_number_fallback", "rel_tol", "timeout_s", "format")
+    __slots__ = ("percent", "units", "tuples", "box", "last_number_fallback", "rel_tol", "timeout_s", "format", "decimal_comma", "rounded_decimals")
     PERCENT_FIELD_NUMBER: _ClassVar[int]
     UNITS_FIELD_NUMBER: _ClassVar[int]
     TUPLES_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,8 @@ class GradingPolicy(_message.Message):
     REL_TOL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DECIMAL_COMMA_FIELD_NUMBER: _ClassVar[int]
+    ROUNDED_DECIMALS_FIELD_NUMBER: _ClassVar[int]
     percent: str
     units: str
     tuples: str
@@ -26,7 +28,9 @@ class GradingPolicy(_message.Message):
     rel_tol: float
     timeout_s: float
     format: str
-    def __init__(self, percent: _Optional[str] = ..., units: _Optional[str] = ..., tuples: _Optional[str] = ..., box: _Optional[str] = ..., last_number_fallback: _Optional[bool] = ..., rel_tol: _Optional[float] = ..., timeout_s: _Optional[float] = ..., format: _Optional[str] = ...) -> None: ...
+    decimal_comma: str
+    rounded_decimals: str
+    def __init__(self, percent: _Optional[str] = ..., units: _Optional[str] = ..., tuples: _Optional[str] = ..., box: _Optional[str] = ..., last_number_fallback: _Optional[bool] = ..., rel_tol: _Optional[float] = ..., timeout_s: _Optional[float] = ..., format: _Optional[str] = ..., decimal_comma: _Optional[str] = ..., rounded_decimals: _Optional[str] = ...) -> None: ...
 
 class GradeRequest(_message.Message):
     __slots__ = ("prediction", "gold", "policy")

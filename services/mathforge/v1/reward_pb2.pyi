@@ -1,4 +1,5 @@
 from mathforge.v1 import common_pb2 as _common_pb2
+from mathforge.v1 import evaluator_pb2 as _evaluator_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -30,7 +31,7 @@ class RewardItem(_message.Message):
     def __init__(self, question: _Optional[str] = ..., response: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
-    __slots__ = ("items", "kind", "weights", "format_penalty")
+    __slots__ = ("items", "kind", "weights", "format_penalty", "policy")
     class WeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,11 +43,13 @@ class RewardRequest(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RewardItem]
     kind: RewardKind
     weights: _containers.ScalarMap[str, float]
     format_penalty: float
-    def __init__(self, items: _Optional[_Iterable[_Union[RewardItem, _Mapping]]] = ..., kind: _Optional[_Union[RewardKind, str]] = ..., weights: _Optional[_Mapping[str, float]] = ..., format_penalty: _Optional[float] = ...) -> None: ...
+    policy: _evaluator_pb2.GradingPolicy
+    def __init__(self, items: _Optional[_Iterable[_Union[RewardItem, _Mapping]]] = ..., kind: _Optional[_Union[RewardKind, str]] = ..., weights: _Optional[_Mapping[str, float]] = ..., format_penalty: _Optional[float] = ..., policy: _Optional[_Union[_evaluator_pb2.GradingPolicy, _Mapping]] = ...) -> None: ...
 
 class StepReward(_message.Message):
     __slots__ = ("reward", "token_start", "token_end", "char_start", "char_end")

@@ -59,7 +59,8 @@ class RewardServicer:
         """Scores a batch of responses. Concurrent requests are batched together on the server; each
         caller gets exactly its own results, in its request order.
         Errors: INVALID_ARGUMENT for kind RULE without a reference, an unknown kind, unknown or
-        all-zero mix weights, weights on a kind other than MIX, or a format_penalty outside [0, 1];
+        all-zero mix weights, weights on a kind other than MIX, a format_penalty outside [0, 1], or a
+        bad grading policy field;
         FAILED_PRECONDITION for ORM/PRM (or a MIX weighting them) with no such model loaded (the rule
         reward needs no model); RESOURCE_EXHAUSTED over max_items, max_text_bytes or max_tokens per item.
         """

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from mathforge.runtime.client import ServiceClient
+from mathforge.runtime.clients.evaluator import policy_message
 from mathforge.v1 import reward_pb2, reward_pb2_grpc
 
 KINDS = {
@@ -66,8 +68,10 @@ class RewardClient(ServiceClient):
         weights: Mapping[str, float] | None = None,
         format_penalty: float = 0.0,
         timeout_s: float | None = None,
+        policy: Mapping[str, Any] | None = None,
     ) -> ScoreResult:
-        """Scores (question, response, reference) triples; kind is rule, orm, prm or mix (with weights)."""
+        """Scores (question, response, reference) triples; kind is rule, orm, prm or mix (with weights).
+        `policy`: GradingPolicy fields for the rule reward (missing = the server's --grading-policy)."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         request = reward_pb2.RewardRequest(
@@ -75,6 +79,7 @@ class RewardClient(ServiceClient):
             kind=KINDS[kind],
             weights=dict(weights or {}),
             format_penalty=format_penalty,
+            policy=policy_message(policy),
         )
         reply = self.send(request, timeout_s=timeout_s)
         scored = [
@@ -103,10 +108,13 @@ class RewardClient(ServiceClient):
         references: Sequence[str],
         format_penalty: float = 0.0,
         timeout_s: float | None = None,
+        policy: Mapping[str, Any] | None = None,
     ) -> list[float]:
         """Rule rewards (1/0 minus the format penalty) of responses against their references."""
         items = [("", r, ref) for r, ref in zip(responses, references, strict=True)]
-        return self.score(items, "rule", format_penalty=format_penalty, timeout_s=timeout_s).rewards
+        return self.score(
+            items, "rule", format_penalty=format_penalty, timeout_s=timeout_s, policy=policy
+        ).rewards
 
     def load_model(self, kind: str, version: int, path: str, timeout_s: float = 600.0) -> float:
         """Switches the served ORM or PRM to the model at `path` as `version`; returns load seconds."""
