@@ -175,12 +175,17 @@ def join_group(
     return make_group(store, group_id, rank, world_size, backend, timeout_s)
 
 
-def broadcast_bytes(group: dist.ProcessGroup, buffer: torch.Tensor) -> None:
-    """Rank 0's `buffer` (uint8) into every other rank's buffer of the same size."""
+def start_broadcast(group: dist.ProcessGroup, buffer: torch.Tensor) -> dist.Work:
+    """Starts sending rank 0's `buffer` (uint8) into every other rank's buffer of the same size;
+    `.wait()` on the result before touching the buffer again."""
     options = dist.BroadcastOptions()
     options.rootRank = 0
     options.rootTensor = 0
-    group.broadcast([buffer], options).wait()
+    return group.broadcast([buffer], options)
+
+
+def broadcast_bytes(group: dist.ProcessGroup, buffer: torch.Tensor) -> None:
+    start_broadcast(group, buffer).wait()
 
 
 def send_checksum(group: dist.ProcessGroup, checksum: str, device: torch.device) -> None:

@@ -23,12 +23,12 @@ from mathforge.models.transfer import (
     Checksum,
     TensorPlan,
     TransferError,
-    broadcast_bytes,
     bucket_ranges,
     connect_store,
     dtype_name,
     join_group,
     receive_checksum,
+    start_broadcast,
     unpacked,
 )
 from mathforge.sampler.backend import WeightsError
@@ -114,13 +114,17 @@ class StreamReceiver:
             group = self._group(stream, device)
             checksum = Checksum()
             ranges = bucket_ranges(list(stream.bucket_starts), len(plans))
-            largest = max(sum(p.nbytes for p in plans[a:b]) for a, b in ranges)
-            buffer = torch.empty(largest, dtype=torch.uint8, device=device)
+            sizes = [sum(p.nbytes for p in plans[a:b]) for a, b in ranges]
+            # two buffers: bucket i+1 arrives while bucket i is copied into place and checksummed
+            buffers = [torch.empty(max(sizes), dtype=torch.uint8, device=device) for _ in range(2)]
+            parts = [buffers[i % 2][:size] for i, size in enumerate(sizes)]
+            arriving = start_broadcast(group, parts[0])
             total = 0
-            for first, end in ranges:
-                size = sum(p.nbytes for p in plans[first:end])
-                part = buffer[:size]
-                broadcast_bytes(group, part)
+            for index, (first, end) in enumerate(ranges):
+                size, part = sizes[index], parts[index]
+                arriving.wait()
+                if index + 1 < len(ranges):
+                    arriving = start_broadcast(group, parts[index + 1])
                 with torch.no_grad():
                     for view, (_, target) in zip(
                         unpacked(part, plans[first:end]), targets[first:end], strict=True

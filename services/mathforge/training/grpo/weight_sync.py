@@ -32,7 +32,6 @@ from mathforge.models.transfer import (
     Checksum,
     TensorPlan,
     TransferError,
-    broadcast_bytes,
     bucket_ranges,
     dtype_name,
     go_key,
@@ -42,6 +41,7 @@ from mathforge.models.transfer import (
     plan_buckets,
     ready_key,
     send_checksum,
+    start_broadcast,
     torch_dtype,
 )
 from mathforge.training.distributed import DistEnv, all_reduce_sum
@@ -201,17 +201,25 @@ class WeightStreamer:
         device = self.env.device
         checksum = Checksum()
         largest = max(sum(p.nbytes for p in wire[a:b]) for a, b in ranges)
-        buffer = torch.empty(largest, dtype=torch.uint8, device=device)
+        # two buffers: bucket i+1 is gathered, checksummed and packed while bucket i is on the wire
+        buffers = [torch.empty(largest, dtype=torch.uint8, device=device) for _ in range(min(2, len(ranges)))]
         sent = 0
+        sending = None
         try:
-            for first, end in ranges:
+            for index, (first, end) in enumerate(ranges):
                 with gathered(params[first:end], zero3), torch.no_grad():
                     tensors = [p.data.to(torch_dtype(dtype)) for p in params[first:end]]
                     for tensor in tensors:
                         checksum.update(tensor)
-                    part = pack(tensors, buffer)
-                broadcast_bytes(group, part)
+                    if sending is not None and len(buffers) == 1:
+                        sending.wait()
+                    part = pack(tensors, buffers[index % len(buffers)])
+                if sending is not None:
+                    sending.wait()
+                sending = start_broadcast(group, part)
                 sent += part.numel()
+            if sending is not None:
+                sending.wait()
             send_checksum(group, checksum.hexdigest(), device)
         finally:
             answers = self._answers(calls)
