@@ -153,7 +153,7 @@ def test_a_replica_killed_mid_run_loses_no_call_doubles_none_and_is_reloaded_whe
     link = ServiceLink(_services_config(",".join(c.target for c in children)))
     try:
         for child in children:
-            SamplerClient(child.target).wait_ready(60)
+            SamplerClient(child.target).wait_ready(180)
         link.load_policy(1, str(policies[1]))
         calls = _calls(24)
         # the reference: the same calls on one replica alone (samples depend on seed and weights only)
@@ -176,7 +176,7 @@ def test_a_replica_killed_mid_run_loses_no_call_doubles_none_and_is_reloaded_whe
         assert all(c.weights_version == 1 for r in responses for x in r.results for c in x.completions)
 
         children[0].start()  # back on its port, serving its start-up weights (version 0)
-        SamplerClient(children[0].target).wait_ready(60)
+        SamplerClient(children[0].target).wait_ready(180)
         link.load_policy(2, str(policies[2]))  # it is up again: it takes v2 with the other
         assert SamplerClient(children[0].target).policy().version == 2
         before = doomed.calls
