@@ -1,8 +1,9 @@
 """Checkpoints resume on another world size and another engine: SFT trained 4 steps on 2 processes
-continues on 1 (and 4 steps on 1 continues on 2 under ZeRO-2, and on 1 under ZeRO-3), and the next
-losses equal an uninterrupted run's on the same global batch, with the optimizer moments and the
-LR schedule carried over. A process killed while writing a sharded checkpoint leaves the previous
-one intact and loadable."""
+continues on 1, and 4 steps on 2 under ZeRO-3 (its model created partitioned from init_from,
+each process reading its share) continue on 1 under ZeRO-2 and then on 2 under DDP; every step's
+loss equals an uninterrupted one-process DDP run's on the same global batch, with the optimizer
+moments and the LR schedule carried over. A process killed while writing its shard of a ZeRO-3
+checkpoint leaves the previous one intact and loadable."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from mathforge.models.checkpoint import latest_checkpoint
+from mathforge.models.checkpoint import latest_checkpoint, save_model
+from mathforge.models.presets import build_model
+from mathforge.models.tokenizer import default_tokenizer
 from mathforge.training.checkpointing import find_intact_checkpoint
 from mathforge.training.distributed import DistEnv
 
@@ -50,6 +53,14 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    tokenizer = default_tokenizer()
+    path = tmp_path_factory.mktemp("elastic") / "base"
+    save_model(build_model("tiny", len(tokenizer), seed=3), tokenizer, path)
+    return path
+
+
 def sft(out: Path, processes: int, *overrides: str, entry: list[str] | None = None) -> dict[int, float]:
     """Runs the SFT stage under torchrun; returns {step: loss} of the steps it ran."""
     command = [
@@ -75,26 +86,28 @@ def sft(out: Path, processes: int, *overrides: str, entry: list[str] | None = No
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> dict[int, float]:
-    return sft(tmp_path_factory.mktemp("straight") / "run", 1)
+def straight(base, tmp_path_factory) -> dict[int, float]:
+    return sft(tmp_path_factory.mktemp("straight") / "run", 1, f"model.init_from={base}")
 
 
-def test_two_processes_resume_on_one_with_the_uninterrupted_losses(straight, tmp_path):
+def test_two_processes_resume_on_one_with_the_uninterrupted_losses(base, straight, tmp_path):
     out = tmp_path / "run"
-    first = sft(out, 2, "batch.steps=4")
+    first = sft(out, 2, f"model.init_from={base}", "batch.steps=4")
     assert first == pytest.approx({s: straight[s] for s in range(1, 5)}, abs=TOLERANCE)
-    second = sft(out, 1)
+    second = sft(out, 1, f"model.init_from={base}")
     assert sorted(second) == [5, 6]
     assert second == pytest.approx({5: straight[5], 6: straight[6]}, abs=TOLERANCE)
 
 
-def test_one_ddp_process_resumes_on_two_under_zero2_and_on_one_under_zero3(straight, tmp_path):
+def test_a_sharded_zero3_start_resumes_on_one_zero2_process_then_on_two_ddp(base, straight, tmp_path):
     out = tmp_path / "run"
-    sft(out, 1, "batch.steps=4")
-    zero2 = sft(out, 2, *ZERO2, "batch.steps=5")
+    start = f"model.init_from={base}"
+    zero3 = sft(out, 2, start, *ZERO3, "batch.steps=4")
+    assert zero3 == pytest.approx({s: straight[s] for s in range(1, 5)}, abs=TOLERANCE)
+    zero2 = sft(out, 1, start, *ZERO2, "batch.steps=5")
     assert zero2 == pytest.approx({5: straight[5]}, abs=TOLERANCE)
-    zero3 = sft(out, 1, *ZERO3)
-    assert zero3 == pytest.approx({6: straight[6]}, abs=TOLERANCE)
+    ddp = sft(out, 2, start)
+    assert ddp == pytest.approx({6: straight[6]}, abs=TOLERANCE)
 
 
 KILL_DURING_SAVE = """
@@ -111,14 +124,14 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_process_killed_while_saving_leaves_the_previous_checkpoint_loadable(straight, tmp_path):
+def test_a_process_killed_while_saving_leaves_the_previous_checkpoint_loadable(base, straight, tmp_path):
     script = tmp_path / "kill_during_save.py"
     script.write_text(KILL_DURING_SAVE)
     out = tmp_path / "run"
-    sft(out, 2, *ZERO3, "batch.steps=4", entry=[str(script)])
+    sft(out, 2, f"model.init_from={base}", *ZERO3, "batch.steps=4", entry=[str(script)])
     assert (out / ".step-4.staging").is_dir()  # the killed save got that far
     assert latest_checkpoint(out) == out / "step-2"
     assert find_intact_checkpoint(out, DistEnv(0, 0, 1, None)) == out / "step-2"  # type: ignore[arg-type]
-    resumed = sft(out, 2, "batch.steps=4")
+    resumed = sft(out, 2, f"model.init_from={base}", "batch.steps=4")
     assert resumed == pytest.approx({3: straight[3], 4: straight[4]}, abs=TOLERANCE)
     assert not (out / ".step-4.staging").exists()

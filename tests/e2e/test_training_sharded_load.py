@@ -1,6 +1,6 @@
 """ZeRO-3 models are created partitioned and each process reads only its share of the weights: on 2
-processes (gloo, CPU) the gathered parameters equal the checkpoint's, each process read about half
-of the elements, and SFT started from init_from under ZeRO-3 trains with DDP's losses."""
+processes (gloo, CPU) the gathered parameters equal the checkpoint's and each process read about
+half of the elements. (SFT started that way trains with DDP's losses: test_training_elastic.py.)"""
 
 from __future__ import annotations
 
@@ -77,31 +77,3 @@ def test_each_process_reads_only_its_partition_and_the_gathered_weights_are_the_
         assert report["held"] <= report["total"] // 2 + 1000  # a partition, padded
         assert report["read"] <= report["total"] // 2 + 1000
     assert sum(r["read"] for r in reports) == reports[0]["total"]
-
-
-def _sft(out: Path, *overrides: str) -> dict[int, float]:
-    done = torchrun(
-        "-m",
-        "mathforge.training.sft",
-        "--config",
-        "configs/tiny/sft.yaml",
-        f"out_dir={out}",
-        "batch.steps=3",
-        "data.synthetic_problems=100",
-        "metrics.progress_bar=off",
-        *overrides,
-    )
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
-    return {e["step"]: e["loss"] for e in events if e["event"] == "step"}
-
-
-def test_sft_from_init_from_under_zero3_trains_like_ddp(base, tmp_path):
-    start = f"model.init_from={base}"
-    ddp = _sft(tmp_path / "ddp", start)
-    zero3 = _sft(
-        tmp_path / "zero3",
-        start,
-        "engine.kind=deepspeed",
-        "engine.deepspeed_config=configs/deepspeed/zero3.json",
-    )
-    assert zero3 == pytest.approx(ddp, abs=1e-4)

@@ -156,3 +156,16 @@ def prepare_partitioned(config: TrainConfig, env: DistEnv, model_dir: str | Path
 
     ds_config = deepspeed_config(config, env, config.accumulation_steps(env.world_size))
     return load_partitioned(model_dir, ds_config)
+
+
+def load_policy(config: TrainConfig, env: DistEnv, model_dir: str | Path) -> tuple[PreTrainedModel, Any]:
+    """A model to train and its tokenizer: partitioned under ZeRO-3 (each process reading its
+    share), else the whole model as `load_model` gives it. GRPO's policy is built with this."""
+    from transformers import AutoTokenizer
+
+    from mathforge.models.checkpoint import load_model
+
+    if zero_stage(config) != 3:
+        return load_model(model_dir, dtype="float32")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    return prepare_partitioned(config, env, model_dir), tokenizer

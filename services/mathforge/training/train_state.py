@@ -232,11 +232,24 @@ def load_train_state(engine: Any, directory: Path, env: DistEnv) -> None:
         handles.clear()
     if zero is not None:
         _refresh_zero_weights(zero)
-    for group, saved in zip(optimizer.param_groups, index["param_groups"], strict=False):
-        group.update({k: v for k, v in saved.items() if k in group})
-    scheduler_state = engine.scheduler.state_dict()
-    scheduler_state.update(index["scheduler"])
-    engine.scheduler.load_state_dict(scheduler_state)
+    _restore_schedule(engine.scheduler, index["scheduler"])
+
+
+def _restore_schedule(scheduler: Any, saved: dict[str, Any]) -> None:
+    """Moves the schedule to the saved position and sets every group's rate from it. Only the
+    position is taken: the number of param groups differs between engines (ZeRO-3 regroups), and
+    the base rates and factors come from the run's config."""
+    groups = scheduler.optimizer.param_groups  # the groups it drives (ZeRO's wrapper's, under ZeRO)
+    scheduler.last_epoch = int(saved["last_epoch"])
+    scheduler._step_count = int(saved.get("_step_count", scheduler.last_epoch + 1))
+    factors = getattr(scheduler, "lr_lambdas", None)
+    if factors is None:
+        raise TrainStateError(f"cannot restore a {type(scheduler).__name__} schedule (LambdaLR expected)")
+    if len(factors) == 1:
+        factors = factors * len(groups)
+    for group, base, factor in zip(groups, scheduler.base_lrs, factors, strict=False):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]
 
 
 def _open(path: Path) -> Any:

@@ -71,6 +71,7 @@ from mathforge.training.objective.methods import (
     method_coefficients,
 )
 from mathforge.training.objective.sources import method_source
+from mathforge.training.sharded_load import load_policy
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class GrpoRun:
         self.config = config
         self.env = env
         self.out = Path(config.out_dir)
-        policy, self.tokenizer = load_model(config.model.init_from, dtype="float32")
+        policy, self.tokenizer = load_policy(config, env, config.model.init_from)
         policy.config.use_cache = False
         if config.model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
