@@ -1,6 +1,6 @@
 """Checkpoints resume on another world size and another engine: SFT trained 4 steps on 2 processes
-continues on 1, and 4 steps on 2 under ZeRO-3 (its model created partitioned from init_from,
-each process reading its share) continue on 1 under ZeRO-2 and then on 2 under DDP; every step's
+under ZeRO-3 (its model created partitioned from init_from, each process reading its share)
+continues on 1 process under ZeRO-2 and then on 2 under DDP; every step's
 loss equals an uninterrupted one-process DDP run's on the same global batch, with the optimizer
 moments and the LR schedule carried over. A process killed while writing its shard of a ZeRO-3
 checkpoint leaves the previous one intact and loadable."""
@@ -88,15 +88,6 @@ def sft(out: Path, processes: int, *overrides: str, entry: list[str] | None = No
 @pytest.fixture(scope="module")
 def straight(base, tmp_path_factory) -> dict[int, float]:
     return sft(tmp_path_factory.mktemp("straight") / "run", 1, f"model.init_from={base}")
-
-
-def test_two_processes_resume_on_one_with_the_uninterrupted_losses(base, straight, tmp_path):
-    out = tmp_path / "run"
-    first = sft(out, 2, f"model.init_from={base}", "batch.steps=4")
-    assert first == pytest.approx({s: straight[s] for s in range(1, 5)}, abs=TOLERANCE)
-    second = sft(out, 1, f"model.init_from={base}")
-    assert sorted(second) == [5, 6]
-    assert second == pytest.approx({5: straight[5], 6: straight[6]}, abs=TOLERANCE)
 
 
 def test_a_sharded_zero3_start_resumes_on_one_zero2_process_then_on_two_ddp(base, straight, tmp_path):
