@@ -105,3 +105,42 @@ def test_nothing_a_user_reads_points_outside_the_repository():
                 if pattern.search(line)
             ]
     assert not offenders, offenders
+
+
+@pytest.mark.slow
+def test_grpo_without_its_services_says_what_it_waits_for_and_how_to_start_them(tmp_path):
+    from mathforge.models.checkpoint import save_model
+    from mathforge.models.presets import build_model
+    from mathforge.models.tokenizer import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    ids = {k: getattr(tokenizer, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    policy = save_model(build_model("tiny", len(tokenizer), **ids), tokenizer, tmp_path / "policy")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mathforge.training.grpo",
+            "--config",
+            "configs/tiny/grpo.yaml",
+            f"model.init_from={policy}",
+            f"out_dir={tmp_path / 'run'}",
+            f"services.sampler=127.0.0.1:{port}",
+            f"services.reward=127.0.0.1:{port}",
+            "services.ready_timeout_s=3",
+            "services.retry_budget_s=3",
+            "metrics.progress_bar=off",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO / "services")},
+    )
+    assert proc.returncode == 1
+    assert f"waiting for the sampler at 127.0.0.1:{port}" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("grpo: ") and "mathforge up" in last and "Traceback" not in proc.stderr

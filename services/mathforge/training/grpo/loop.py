@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from mathforge.models.checkpoint import load_model, save_model
 from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
@@ -374,6 +375,7 @@ class GrpoRun:
 def run_grpo(config: GrpoConfig) -> list[float]:
     """Sets up the process group, runs GRPO, and leaves cleanly."""
     env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
+    hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
     try:
         if config.rollout.questions_per_step % env.world_size:
             raise ValueError(

@@ -30,11 +30,16 @@ import grpc
 from mathforge.runtime.client import RetryPolicy
 from mathforge.runtime.clients.reward import RewardClient
 from mathforge.runtime.clients.sampler import SamplerClient
-from mathforge.runtime.replicas import Replica, ReplicaSet, ReplicaStale
+from mathforge.runtime.replicas import NoReplicaError, Replica, ReplicaSet, ReplicaStale
 from mathforge.training.grpo.config import ServicesConfig
 from mathforge.v1 import reward_pb2, sampler_pb2
 
 log = logging.getLogger(__name__)
+
+START_HINT = (
+    "start them with `mathforge up`, or `mathforge serve sampler --model-path DIR` and `mathforge serve "
+    "reward`; services.sampler and services.reward name their addresses"
+)
 R = TypeVar("R")
 #: Most Generate or Score calls one rollout keeps in flight at once.
 MAX_CONCURRENT_CALLS = 64
@@ -84,9 +89,20 @@ class ServiceLink:
         self.restream: Callable[[list[str]], bool] | None = None
 
     def wait_ready(self) -> None:
-        """Waits until at least one replica of each service is ready."""
+        """Waits until at least one replica of each service is ready; says what it waits for, and
+        how to start what is missing, instead of waiting in silence."""
+        log.info(
+            "waiting for the sampler at %s and the reward service at %s (up to %.0f s; %s)",
+            self.config.sampler,
+            self.config.reward,
+            self.config.ready_timeout_s,
+            START_HINT,
+        )
         for replicas in (self.samplers, self.rewards):
-            replicas.submit(lambda client: client.wait_ready(self.config.ready_timeout_s))
+            try:
+                replicas.submit(lambda client: client.wait_ready(self.config.ready_timeout_s))
+            except (NoReplicaError, TimeoutError) as exc:
+                raise TimeoutError(f"{exc}; {START_HINT}") from None
 
     # ---- the policy ----------------------------------------------------------------------
     def served_policy_version(self) -> int:
