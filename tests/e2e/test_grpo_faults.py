@@ -3,9 +3,10 @@ the reward service and then the sampler killed with SIGKILL and restarted mid-ru
 killed with SIGKILL and restarted. Both runs must end with exactly the losses of an undisturbed run,
 step for step.
 
-The policy is a tiny random-weight model and the rewards come from the reward service's random ORM
-and PRM (process supervision): continuous, different rewards in every group, so every step moves
-the policy and a repeated, lost or stale step would change the losses that follow.
+The policy is a tiny model that writes digits and stops (tests/e2e/policies.py; most answers finish,
+and a cut one counts as wrong) and the rewards come from the reward service's random ORM and PRM
+(process supervision): continuous, different rewards in every group, so every step moves the policy
+and a repeated, lost or stale step would change the losses that follow.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mathforge.models.checkpoint import save_model
-from mathforge.models.presets import build_model
-from mathforge.models.tokenizer import default_tokenizer
+
+from tests.e2e.policies import digit_writer
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 4
@@ -92,16 +92,7 @@ class Service:
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory) -> Path:
-    tokenizer = default_tokenizer()
-    model = build_model(
-        "tiny",
-        vocab_size=len(tokenizer),
-        seed=3,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return save_model(model, tokenizer, tmp_path_factory.mktemp("policy") / "sft")
+    return digit_writer(tmp_path_factory.mktemp("policy") / "digits")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +128,7 @@ def trainer_command(policy_dir: Path, out_dir: Path, services: dict[str, Service
         "rollout.max_new_tokens=12",
         "rollout.prompts_per_call=3",
         "batch.micro_batch_size=6",
-        "optim.lr=5e-3",
+        "optim.lr=5e-4",  # the digit writer shares one hidden state: a larger step collapses it
         "objective.supervision=process",
         "reward.kind=prm",
         "task.synthetic_problems=40",
