@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from helm_python.errors import HelmValuesError
 from mathforge.runtime.config import ConfigError, ServiceConfig
 from mathforge.runtime.registry import SERVICES
 
@@ -104,7 +105,6 @@ def test_configmaps_parse_into_the_service_configs(label: str) -> None:
     [
         ({"services": {"classifier": {"config": {"grace_s": -1}}}}, "grace_s"),
         ({"services": {"evaluator": {"config": {"log_level": "LOUD"}}}}, "log_level"),
-        ({"services": {"sampler": {"config": {"no_such_field": 1}}}}, "no_such_field"),
         ({"common": {"config": {"max_message_bytes": 10}}}, "max_message_bytes"),
     ],
 )
@@ -117,6 +117,12 @@ def test_a_value_the_service_rejects_fails_here(override: dict[str, Any], proble
         except ConfigError as exc:
             errors.append(str(exc))
     assert errors and all(problem in e for e in errors)
+
+
+def test_an_unknown_service_config_field_fails_at_render() -> None:
+    """The values schema is generated from the Config classes: a typo fails `helm install` itself."""
+    with pytest.raises(HelmValuesError, match="no_such_field"):
+        render({"services": {"sampler": {"config": {"no_such_field": 1}}}})
 
 
 def test_metrics_off_sets_metrics_port_minus_one() -> None:
