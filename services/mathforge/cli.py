@@ -35,6 +35,7 @@ COMMAND_MODULES: list[str] = [
     "mathforge.training.grpo.submit",
     "mathforge.reward.cli",
     "mathforge.training.export",
+    "mathforge.experiments.cli",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Experiments that rerun the paper's comparisons in miniature (`mathforge experiment ...`)."""
