@@ -45,7 +45,6 @@ METHODS: dict[str, list[str]] = {
         "reward.kind=prm",
         "iterative.retrain_reward_model=true",
         "iterative.reward_model_kind=prm",
-        "iterative.reward_model_config=configs/tiny/reward-prm.yaml",
     ],
 }
 
@@ -241,16 +240,24 @@ class Experiment:
                 self.out / "sft" / "events.jsonl",
             )
         if not (self.prm / "config.json").is_file():
-            arguments = [
-                "--config",
-                str(self.repo / "configs/tiny/reward-prm.yaml"),
-                f"out_dir={self.prm.parent}",
-            ]
-            run_module(
-                "mathforge.reward.train",
-                [*arguments, "metrics.progress_bar=off", *p.prm],
-                self.out / "prm" / "events.jsonl",
+            config = self.prm_config()
+            arguments = ["--config", str(config), f"out_dir={self.prm.parent}", "metrics.progress_bar=off"]
+            run_module("mathforge.reward.train", arguments, self.out / "prm" / "events.jsonl")
+
+    def prm_config(self) -> Path:
+        """The PRM's reward-training config with the profile's overrides, written out so that the
+        iterative run's retraining (and its replay of the PRM's original set) reads the same."""
+        from mathforge.reward.train_config import RewardTrainConfig
+        from mathforge.training.config import dump_config, load_config
+
+        path = self.out / "prm" / "config.yaml"
+        if not path.is_file():
+            base = str(self.repo / "configs/tiny/reward-prm.yaml")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(
+                path, dump_config(load_config(RewardTrainConfig, ["--config", base, *self.profile.prm]))
             )
+        return path
 
     def trainer_arguments(self, method: str, seed: int, services: Services) -> list[str]:
         p = self.profile
@@ -271,7 +278,11 @@ class Experiment:
             *METHODS[method],
         ]
         if method == "iterative_grpo":
-            arguments += [f"iterative.every={p.iterative_every}", f"iterative.reward_model_init={self.prm}"]
+            arguments += [
+                f"iterative.every={p.iterative_every}",
+                f"iterative.reward_model_init={self.prm}",
+                f"iterative.reward_model_config={self.prm_config()}",
+            ]
         return arguments
 
     def run_one(self, method: str, seed: int, position: int) -> None:
