@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast lint protos schema bench bench-peers demo up images test-images test-vllm clean
+.PHONY: setup test test-fast lint protos schema manifests bench bench-peers demo up images test-images test-vllm clean
 
 # torch's CPU build first: from a wheel already on disk or a local mirror when pip finds one (no
 # network needed), else from PyTorch's CPU index. Without this, the pin resolves on PyPI to the CUDA
@@ -49,6 +49,10 @@ protos: $(STAMP)
 # The chart's values schema for the services' config fields, from their Config classes.
 schema: $(STAMP)
 	$(PY) -m mathforge.runtime.schema
+
+# Every generated manifest under k8s/, rerun from the command on its first line.
+manifests: $(STAMP)
+	PATH="$(CURDIR)/.venv/bin:$$PATH" bash scripts/regenerate-manifests.sh
 
 bench: $(STAMP)
 	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
