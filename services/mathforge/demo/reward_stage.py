@@ -44,14 +44,30 @@ class RewardModels:
     evals: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+def held_out_split(
+    examples: list[RewardExample], seed: int
+) -> tuple[list[RewardExample], list[RewardExample]]:
+    """A seeded 1/8 of each class held out: fully right solutions and the rest. Drawn over all
+    examples at once, the 16 held-out answers of a policy right 18% of the time were all wrong in one
+    run, which leaves the ORM's held-out AUC undefined; per class, both are in whenever both exist."""
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    held: set[int] = set()
+    for right in (True, False):
+        group = [i for i, e in enumerate(shuffled) if (min(e.labels) >= 0.5) is right]
+        if len(group) >= 2:
+            held.update(group[: min(len(group) - 1, max(1, round(len(group) * HELD_OUT_SHARE)))])
+    train = [e for i, e in enumerate(shuffled) if i not in held]
+    held_out = [e for i, e in enumerate(shuffled) if i in held]
+    return train, held_out or shuffled[-1:]
+
+
 def write_examples(examples: list[RewardExample], kind: str, directory: Path, seed: int) -> tuple[Path, Path]:
-    """Training and held-out JSON-lines files of `examples` (a seeded 1/8 held out)."""
-    examples = list(examples)
-    random.Random(seed).shuffle(examples)
-    cut = max(1, int(len(examples) * (1 - HELD_OUT_SHARE)))
+    """Training and held-out JSON-lines files of `examples` (held_out_split)."""
+    train, held_out = held_out_split(examples, seed)
     directory.mkdir(parents=True, exist_ok=True)
     paths = (directory / f"{kind}-train.jsonl", directory / f"{kind}-eval.jsonl")
-    for path, part in zip(paths, (examples[:cut], examples[cut:] or examples[-1:]), strict=True):
+    for path, part in zip(paths, (train, held_out), strict=True):
         write_text_atomic(path, "".join(json.dumps(e.to_json(kind)) + "\n" for e in part))
     return paths
 
