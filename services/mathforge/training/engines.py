@@ -25,15 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
 from mathforge.training.config import ConfigError, TrainConfig
 from mathforge.training.distributed import DistEnv
 from mathforge.training.schedule import build_scheduler, lr_factor_fn
-
-OPTIMIZER_FILE = "optimizer.pt"
-DEEPSPEED_TAG = "deepspeed"
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -67,10 +63,6 @@ class TrainEngine(Protocol):
     def lr(self) -> float: ...
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None: ...
-
-    def save(self, directory: Path) -> None: ...
-
-    def load(self, directory: Path) -> None: ...
 
 
 class UnsyncedGradientsError(RuntimeError):
@@ -143,20 +135,6 @@ class DDPEngine:
         """Weights to publish as safetensors (None = the module's own state dict)."""
         return None
 
-    def save(self, directory: Path) -> None:
-        if self.env.is_main:
-            torch.save(
-                {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                directory / OPTIMIZER_FILE,
-            )
-
-    def load(self, directory: Path) -> None:
-        weights = load_file(str(directory / "model" / "model.safetensors"), device=str(self.env.device))
-        self.module.load_state_dict(weights, strict=True)
-        state = torch.load(directory / OPTIMIZER_FILE, map_location=self.env.device, weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-
 
 class DeepSpeedEngine:
     """DeepSpeed ZeRO; DeepSpeed does the accumulation, clipping and mixed precision."""
@@ -208,16 +186,6 @@ class DeepSpeedEngine:
             # Collective: every rank takes part; rank 0 gets the gathered weights.
             return self.engine._zero3_consolidated_16bit_state_dict()
         return None
-
-    def save(self, directory: Path) -> None:
-        self.engine.save_checkpoint(str(directory), tag=DEEPSPEED_TAG, save_latest=False)
-
-    def load(self, directory: Path) -> None:
-        path, _ = self.engine.load_checkpoint(
-            str(directory), tag=DEEPSPEED_TAG, load_optimizer_states=True, load_lr_scheduler_states=True
-        )
-        if path is None:
-            raise RuntimeError(f"{directory}: DeepSpeed found no checkpoint under tag {DEEPSPEED_TAG!r}")
 
 
 def deepspeed_config(config: TrainConfig, env: DistEnv, accumulation: int) -> dict[str, Any]:
