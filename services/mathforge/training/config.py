@@ -132,6 +132,11 @@ class JobConfig:
     backoff_limit: int = option(3, "pod restarts before the job fails")
     ttl_seconds_after_finished: int = option(86_400, "delete the finished job after this many seconds")
     env: dict[str, str] = option({}, "extra environment variables for the trainer container")
+    service_account: str = option(
+        "",
+        "ServiceAccount the pods run under, its API token mounted (the chart's trainerRbac account, for "
+        "iterative RL's reward-model job on a cluster); empty = the namespace default, no token mounted",
+    )
     api: str = option(
         "pytorchjob",
         "pytorchjob: a kubeflow.org/v1 PyTorchJob (training operator v1); trainjob: a Kubeflow Trainer v2 "

@@ -142,6 +142,10 @@ def pod_template(
             {"name": "config", "configMap": {"name": f"{job_name(stage, config)}-config"}},
         ],
     }
+    # A training pod talks to the Kubernetes API only to launch iterative RL's reward-model job.
+    if job.service_account:
+        spec["serviceAccountName"] = job.service_account
+    spec["automountServiceAccountToken"] = bool(job.service_account)
     if job.gpus_per_node:
         spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     return {"metadata": {"labels": labels(stage, config)}, "spec": spec}
