@@ -17,6 +17,7 @@ trainer restarted while a job ran resubmits and the job continues where it was.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -102,19 +103,59 @@ def _run_local(config_file: Path, processes: int, deadline_s: float) -> None:
         try:
             code = proc.wait(timeout=deadline_s or None)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill_job(proc)
             raise RewardJobError(
                 f"the reward job did not finish within its deadline of {deadline_s:g} s "
                 f"(iterative.reward_job_deadline_s); killed. Log: {log_path}"
             ) from None
         finally:
             if proc.poll() is None:  # interrupted while waiting: take the job down with us
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                _kill_job(proc)
     if code != 0:
         tail = log_path.read_bytes()[-4000:].decode(errors="replace")
         raise RewardJobError(f"the reward job failed (exit {code}); log {log_path}:\n{tail}")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc): torchrun starts its workers in sessions of their own,
+    so killing its process group does not reach them."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _kill_job(proc: subprocess.Popen[bytes], wait_s: float = 10.0) -> None:
+    """SIGKILLs the launcher's group and every worker below it, and waits until they are gone."""
+    workers = _descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _run_in_cluster(config: RewardTrainConfig, deadline_s: float, poll_s: float = 10.0) -> None:
