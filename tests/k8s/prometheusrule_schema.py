@@ -10,7 +10,7 @@ recording rule.
 from __future__ import annotations
 
 DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _DURATION = {"type": "string", "pattern": DURATION, "minLength": 1}
 
 RULE = {
@@ -24,8 +24,8 @@ RULE = {
         "expr": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]},
         "for": _DURATION,
         "keep_firing_for": _DURATION,
-        "labels": _STRING_MAP,
-        "annotations": _STRING_MAP,
+        "labels": STRING_MAP,
+        "annotations": STRING_MAP,
     },
     "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
 }
@@ -36,7 +36,7 @@ RULE_GROUP = {
     "additionalProperties": False,
     "properties": {
         "name": {"type": "string", "minLength": 1},
-        "labels": _STRING_MAP,
+        "labels": STRING_MAP,
         "interval": _DURATION,
         "query_offset": _DURATION,
         "limit": {"type": "integer", "minimum": 0},
@@ -48,28 +48,42 @@ RULE_GROUP = {
     },
 }
 
-PROMETHEUS_RULE_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253},
-                "namespace": {"type": "string"},
-                "labels": _STRING_MAP,
-                "annotations": _STRING_MAP,
+
+def operator_object_schema(kind: str, spec: dict) -> dict:
+    """A Prometheus Operator object (monitoring.coreos.com/v1) of `kind` with the given spec schema:
+    the envelope every such CRD shares (apiVersion, kind, metadata with a DNS-1123 name)."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                        "maxLength": 253,
+                    },
+                    "namespace": {"type": "string"},
+                    "labels": STRING_MAP,
+                    "annotations": STRING_MAP,
+                },
             },
+            "spec": spec,
         },
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"groups": {"type": "array", "items": RULE_GROUP}},
-        },
+    }
+
+
+PROMETHEUS_RULE_SCHEMA = operator_object_schema(
+    "PrometheusRule",
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"groups": {"type": "array", "items": RULE_GROUP}},
     },
-}
+)

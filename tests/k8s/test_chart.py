@@ -20,6 +20,8 @@ import mathforge
 import pytest
 import yaml
 
+from tests.k8s.prometheusrule_schema import STRING_MAP, operator_object_schema
+
 CHART = Path(__file__).resolve().parents[2] / "helm" / "mathforge"
 KUBE_VERSION = "1.30.0"
 RELEASE, NAMESPACE = "mathforge", "ml"
@@ -92,64 +94,46 @@ def strip_test_annotation(obj: dict[str, Any]) -> dict[str, Any]:
 # Prometheus Operator's API reference (monitoring.coreos.com/v1 ServiceMonitorSpec and Endpoint):
 # only the fields the chart uses, their types, and the required selector.
 _DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-SERVICE_MONITOR_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "ServiceMonitor"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253},
-                "namespace": {"type": "string"},
-                "labels": _STRING_MAP,
-                "annotations": _STRING_MAP,
+SERVICE_MONITOR_SCHEMA = operator_object_schema(
+    "ServiceMonitor",
+    {
+        "type": "object",
+        "required": ["selector"],
+        "additionalProperties": False,
+        "properties": {
+            "jobLabel": {"type": "string"},
+            "selector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"matchLabels": STRING_MAP, "matchExpressions": {"type": "array"}},
             },
-        },
-        "spec": {
-            "type": "object",
-            "required": ["selector"],
-            "additionalProperties": False,
-            "properties": {
-                "jobLabel": {"type": "string"},
-                "selector": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"matchLabels": _STRING_MAP, "matchExpressions": {"type": "array"}},
+            "namespaceSelector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "any": {"type": "boolean"},
+                    "matchNames": {"type": "array", "items": {"type": "string"}},
                 },
-                "namespaceSelector": {
+            },
+            "endpoints": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
-                        "any": {"type": "boolean"},
-                        "matchNames": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "port": {"type": "string"},
-                            "path": {"type": "string"},
-                            "scheme": {"enum": ["http", "https"]},
-                            "interval": {"type": "string", "pattern": _DURATION},
-                            "scrapeTimeout": {"type": "string", "pattern": _DURATION},
-                            "honorLabels": {"type": "boolean"},
-                        },
+                        "port": {"type": "string"},
+                        "path": {"type": "string"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": {"type": "string", "pattern": _DURATION},
+                        "scrapeTimeout": {"type": "string", "pattern": _DURATION},
+                        "honorLabels": {"type": "boolean"},
                     },
                 },
             },
         },
     },
-}
+)
 
 
 def validate_object(obj: dict[str, Any]) -> None:
