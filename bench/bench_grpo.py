@@ -88,32 +88,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_ours(policy: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
-    ports = {"sampler": free_port(), "reward": free_port()}
-    extra = {"sampler": ["--model-path", str(policy)], "reward": []}
+def serve_command(name: str, port: int, *flags: str) -> list[str]:
+    """`mathforge serve NAME` on a loopback port, without a metrics port, with a 1 s grace."""
+    return [
+        sys.executable, "-m", "mathforge", "serve", name,
+        "--port", str(port), "--metrics-port", "-1", "--grace-s", "1", *flags,
+    ]  # fmt: skip
+
+
+def start_services(
+    flags: dict[str, list[str]], env: dict[str, str]
+) -> tuple[dict[str, int], dict[str, subprocess.Popen]]:
+    """Each named service on a free port, its output discarded; (ports, processes) by name."""
+    ports = {name: free_port() for name in flags}
     services = {
         name: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mathforge",
-                "serve",
-                name,
-                "--port",
-                str(port),
-                "--metrics-port",
-                "-1",
-                "--grace-s",
-                "1",
-                *extra[name],
-            ],
+            serve_command(name, port, *flags[name]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=ENV,
+            env=env,
             cwd=REPO,
         )
         for name, port in ports.items()
     }
+    return ports, services
+
+
+def run_ours(policy: Path, work: Path, args: argparse.Namespace) -> dict[str, float]:
+    ports, services = start_services({"sampler": ["--model-path", str(policy)], "reward": []}, ENV)
     try:
         command = [
             sys.executable,

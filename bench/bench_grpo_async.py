@@ -36,6 +36,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "services"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_grpo import serve_command  # noqa: E402
 
 ENV = {
     **os.environ,
@@ -116,17 +119,7 @@ def start_services(policy: Path, core: int, logs: Path) -> tuple[dict[str, str],
     targets, processes = {}, []
     for name, args in (("sampler", ["--model-path", str(policy)]), ("reward", ["--symbolic-workers", "1"])):
         port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "mathforge",
-            "serve",
-            name,
-            "--port",
-            str(port),
-            "--metrics-port",
-            "-1",
-        ]
+        command = serve_command(name, port)
         log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
         processes.append(
             subprocess.Popen(

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "services"))
 sys.path.insert(0, str(REPO / "bench"))
+
+import bench_grpo  # noqa: E402
+from bench_grpo import free_port  # noqa: E402
 
 # Sizes per profile. "gpu" fits one H100/H200 within about 8 minutes; "dry" is the CPU rehearsal.
 PROFILES = {
@@ -87,12 +89,6 @@ def device_name() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PeakMemory:
@@ -375,33 +371,11 @@ def section_grpo(profile: dict, device: str, work: Path) -> dict:
         build_model(profile["preset"], len(tokenizer), seed=0, **ids), tokenizer, work / "grpo-init"
     )
     dtype = "bfloat16" if device == "cuda" else "float32"
-    ports = {"sampler": free_port(), "reward": free_port()}
     flags = {
         "sampler": ["--model-path", str(policy), "--device", device, "--dtype", dtype],
         "reward": ["--device", device],
     }
-    services = {
-        name: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mathforge",
-                "serve",
-                name,
-                "--port",
-                str(port),
-                "--metrics-port",
-                "-1",
-                "--grace-s",
-                "1",
-                *flags[name],
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=child_env(),
-        )
-        for name, port in ports.items()
-    }
+    ports, services = bench_grpo.start_services(flags, child_env())
     q, g = profile["grpo_questions"], profile["grpo_group"]
     command = [
         sys.executable,
