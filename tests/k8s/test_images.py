@@ -118,9 +118,10 @@ def test_images_pin_torch_and_install_through_the_constraints() -> None:
     assert "download.pytorch.org/whl/cpu" in services
     assert "-c constraints.txt /src" in services
     gpu = " ".join(args for op, args in instructions(DOCKERFILES["gpu"]) if op == "RUN")
-    assert '-c constraints.txt "/src[gpu]"' in gpu
+    assert '-c constraints.txt "/src[gpu,wandb]"' in gpu  # the trainer image logs to W&B when asked
     pyproject = (REPO / "pyproject.toml").read_text()
     assert re.search(r'^gpu = \["vllm==[0-9.]+"\]', pyproject, re.M)
+    assert f'wandb = ["wandb=={constraints["wandb"]}"]' in pyproject
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from mathforge.reward.train_config import RewardTrainConfig
 from mathforge.reward.trainer import run_training
 from mathforge.runtime.logs import configure_logging
-from mathforge.training.config import stage_config
+from mathforge.training.config import ConfigError, stage_config
 from mathforge.training.interrupt import Interrupted, exit_now
 
 
@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = stage_config(RewardTrainConfig, argv, prog="python -m mathforge.reward.train")
     try:
         run_training(config)
+    except ConfigError as exc:  # a setting only the run can check (a metrics package not installed)
+        print(f"{config.stage}: {exc}", file=sys.stderr)
+        return 2
     except Interrupted as exc:
         if int(os.environ.get("RANK", "0")) == 0:
             print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)

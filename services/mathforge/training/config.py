@@ -103,7 +103,8 @@ class CheckpointConfig:
 
 @dataclasses.dataclass
 class MetricsConfig:
-    """Where progress goes: JSON lines on stdout, a Pushgateway, TensorBoard, a progress bar."""
+    """Where progress goes: JSON lines on stdout, a Pushgateway, TensorBoard, Weights & Biases, a
+    progress bar."""
 
     log_every: int = option(1, "emit a metrics line every N steps")
     pushgateway: str = option("", "host:port of a Prometheus Pushgateway; empty = off")
@@ -112,6 +113,17 @@ class MetricsConfig:
     tensorboard_dir: str = option(
         "", "write TensorBoard event files under this directory (tag <stage>/<metric>); empty = off"
     )
+    wandb_project: str = option(
+        "", "log to this Weights & Biases project (needs mathforge[wandb]; key <stage>/<metric>); empty = off"
+    )
+    wandb_entity: str = option("", "W&B team or user; empty = WANDB_ENTITY or your default entity")
+    wandb_name: str = option("", "W&B run name; empty = WANDB_NAME or a name W&B picks")
+    wandb_group: str = option("", "W&B run group (e.g. one per recipe run); empty = WANDB_RUN_GROUP")
+    wandb_tags: list[str] = option([], "W&B run tags; empty = WANDB_TAGS")
+    wandb_mode: str = option(
+        "", "online, offline (log locally, `wandb sync` later) or disabled; empty = WANDB_MODE or online"
+    )
+    wandb_dir: str = option("", "where W&B writes the run's files; empty = WANDB_DIR or out_dir")
 
 
 @dataclasses.dataclass
@@ -203,6 +215,10 @@ class TrainConfig:
             (
                 self.metrics.progress_bar in ("auto", "on", "off"),
                 "metrics.progress_bar must be auto, on or off",
+            ),
+            (
+                self.metrics.wandb_mode in ("", "online", "offline", "disabled"),
+                f"metrics.wandb_mode {self.metrics.wandb_mode!r} is not online, offline or disabled",
             ),
             (
                 self.job.nodes >= 1 and self.job.nproc_per_node >= 1,

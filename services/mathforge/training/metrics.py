@@ -1,12 +1,15 @@
 """Training progress: one JSON line per logged step on stdout, a Pushgateway, TensorBoard event
-files (metrics.tensorboard_dir), a progress bar.
+files (metrics.tensorboard_dir), a Weights & Biases run (metrics.wandb_project), a progress bar.
 
-    metrics = TrainMetrics(config.metrics, stage="sft", total_steps=500, enabled=env.is_main)
+    metrics = TrainMetrics(config.metrics, stage="sft", total_steps=500, enabled=env.is_main,
+                           out_dir=config.out_dir, run_config=config.as_dict())
+    metrics.event("start")      # or "resume": opens the W&B run (a resume continues the same one)
     metrics.log(step, {"loss": 1.9, "lr": 5e-5, "grad_norm": 0.8, "tokens_per_s": 12000.0})
 
 Lines look like {"event": "step", "stage": "sft", "step": 12, "loss": ...}; tests and dashboards
-parse them. Pushgateway failures are logged and never stop training. Every stage (pretrain, SFT,
-reward models, GRPO) reports through this class, so each gets the same outputs.
+parse them. The numbers of "eval" events (held-out accuracy, reward-model scores) are charted too,
+as <stage>/eval/<name>. Pushgateway failures are logged and never stop training. Every stage
+(pretrain, SFT, reward models, GRPO) reports through this class, so each gets the same outputs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from mathforge.runtime.config import ConfigError
 from mathforge.training.config import MetricsConfig
+from mathforge.training.wandb_run import WandbRun, numbers, require_wandb
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +32,23 @@ log = logging.getLogger(__name__)
 class TrainMetrics:
     """Reports step metrics from the main process."""
 
-    def __init__(self, config: MetricsConfig, stage: str, total_steps: int, enabled: bool = True):
+    def __init__(
+        self,
+        config: MetricsConfig,
+        stage: str,
+        total_steps: int,
+        enabled: bool = True,
+        out_dir: str = ".",
+        run_config: dict[str, Any] | None = None,
+    ):
         self.config = config
         self.stage = stage
         self.enabled = enabled
+        self.out_dir = out_dir
+        self.run_config = run_config or {}
+        require_wandb(config)
+        self.wandb: WandbRun | None = None
+        self.interrupted = False
         self.registry = CollectorRegistry()
         self.gauges: dict[str, Gauge] = {}
         self.bar: Any = None
@@ -52,11 +69,31 @@ class TrainMetrics:
 
     def event(self, name: str, **fields: Any) -> None:
         """Prints one JSON line (start, resume, checkpoint, done ...)."""
-        if self.enabled:
-            print(
-                json.dumps({"event": name, "stage": self.stage, "time": round(time.time(), 3), **fields}),
-                flush=True,
-            )
+        if not self.enabled:
+            return
+        if name in ("start", "resume"):
+            self._open_wandb(resume=name == "resume")
+        self.interrupted = self.interrupted or name == "interrupted"
+        print(
+            json.dumps({"event": name, "stage": self.stage, "time": round(time.time(), 3), **fields}),
+            flush=True,
+        )
+        if name == "eval" and "step" in fields:
+            scores = {key: value for key, value in fields.items() if key != "step"}
+            self._chart(int(fields["step"]), scores, prefix="eval/")
+
+    def _open_wandb(self, resume: bool) -> None:
+        if self.config.wandb_project and self.wandb is None:
+            self.wandb = WandbRun.open(self.config, self.stage, self.out_dir, self.run_config, resume)
+
+    def _chart(self, step: int, values: dict[str, Any], prefix: str = "") -> None:
+        """TensorBoard scalars and W&B values: the numbers among `values`."""
+        if self.tensorboard is not None:
+            for name, value in numbers(values).items():
+                self.tensorboard.add_scalar(f"{self.stage}/{prefix}{name}", value, step)
+        self._open_wandb(resume=False)  # a caller that logs without a start event
+        if self.wandb is not None:
+            self.wandb.log(step, values, prefix)
 
     def log(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -67,10 +104,7 @@ class TrainMetrics:
         if step % self.config.log_every:
             return
         self.event("step", step=step, **values)
-        if self.tensorboard is not None:
-            for name, value in values.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    self.tensorboard.add_scalar(f"{self.stage}/{name}", value, step)
+        self._chart(step, values)
         if self.config.pushgateway:
             self._push(step, values)
 
@@ -97,3 +131,6 @@ class TrainMetrics:
             self.bar.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.close(failed=self.interrupted)
+            self.wandb = None

@@ -70,7 +70,14 @@ class Trainer:
         self.engine = engine
         self.module = module
         self.tokenizer = tokenizer
-        self.metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
+        self.metrics = TrainMetrics(
+            config.metrics,
+            config.stage,
+            config.batch.steps,
+            enabled=env.is_main,
+            out_dir=config.out_dir,
+            run_config=config.as_dict(),
+        )
         self.tokens = 0
         self.final: Path | None = None
 

@@ -26,7 +26,7 @@ from transformers.utils import logging as hf_logging
 from mathforge.models.checkpoint import CheckpointError, load_model
 from mathforge.models.presets import build_model
 from mathforge.models.tokenizer import build_tokenizer
-from mathforge.training.config import TrainConfig
+from mathforge.training.config import ConfigError, TrainConfig
 from mathforge.training.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -205,6 +205,9 @@ def run_stage(
     except CheckpointError as exc:
         print(f"{config.stage}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except ConfigError as exc:  # a setting only the run can check (a metrics package not installed)
+        print(f"{config.stage}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except Interrupted as exc:
         if env.is_main:
             print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)

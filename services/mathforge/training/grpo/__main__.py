@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from mathforge.models.checkpoint import CheckpointError
-from mathforge.training.config import stage_config
+from mathforge.training.config import ConfigError, stage_config
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.loop import run_grpo
 from mathforge.training.grpo.services import StaleSampleError
@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a wrong path, a service that never came up, another trainer on the sampler: say which
         print(f"grpo: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # a setting only the run can check (a metrics package not installed)
+        print(f"grpo: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

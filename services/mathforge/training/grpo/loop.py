@@ -105,7 +105,14 @@ class GrpoRun:
         self.background_link: ServiceLink | None = None  # the overlapped sampler's own link
         self.settings = UpdateSettings.from_config(config, off_policy=config.rollout.max_staleness > 0)
         self.publisher = PolicyPublisher(config.services, self.link, env, self.out)
-        self.metrics = TrainMetrics(config.metrics, config.stage, config.batch.steps, enabled=env.is_main)
+        self.metrics = TrainMetrics(
+            config.metrics,
+            config.stage,
+            config.batch.steps,
+            enabled=env.is_main,
+            out_dir=config.out_dir,
+            run_config=config.as_dict(),
+        )
         self.rm_trainer = (
             RewardModelTrainer(config, self.out) if config.iterative.retrain_reward_model else None
         )
