@@ -47,8 +47,11 @@ def _sampler(path, dtype: str = "float32") -> ServerThread:
     return ServerThread(create_service(config))
 
 
-def _link_and_streamer(targets: str, bucket_mb: int = 1) -> tuple[ServiceLink, WeightStreamer]:
+def _link_and_streamer(
+    targets: str, bucket_mb: int = 1, line: str = ""
+) -> tuple[ServiceLink, WeightStreamer]:
     config = ServicesConfig(
+        policy_line=line,
         sampler=targets,
         reward=targets,
         weight_sync="collective",
@@ -64,7 +67,7 @@ def _link_and_streamer(targets: str, bucket_mb: int = 1) -> tuple[ServiceLink, W
 
 
 def _serving_model(server: ServerThread) -> torch.nn.Module:
-    return server.service.gate.current.handle
+    return server.service.default.gate.current.handle
 
 
 def test_a_collective_transfer_leaves_both_replicas_bit_identical_to_the_trainer(start_policy):
@@ -112,6 +115,39 @@ def test_a_collective_transfer_leaves_both_replicas_bit_identical_to_the_trainer
             assert {c.weights_version for r in responses for x in r.results for c in x.completions} == {2}
         finally:
             link.close()
+
+
+def test_two_trainers_stream_into_their_own_lines_each_keeping_its_group(start_policy):
+    trainers = {"run-a": _tiny(seed=4)[0], "run-b": _tiny(seed=5)[0]}
+    with _sampler(start_policy) as server:
+        start = SamplerClient(server.target).policy().checksum
+        links = {line: _link_and_streamer(server.target, line=line) for line in trainers}
+        try:
+            groups = {}
+            for line, (_, streamer) in links.items():
+                streamer.publish(trainers[line], version=1)
+                groups[line] = streamer.group_id
+            with torch.no_grad():
+                for param in trainers["run-a"].parameters():
+                    param.add_(0.01)
+            links["run-a"][1].publish(trainers["run-a"], version=2)
+            assert links["run-a"][1].group_id == groups["run-a"]  # b's group did not replace a's
+            for line, trainer in trainers.items():
+                with SamplerClient(server.target, line=line) as client:
+                    served = client.policy()
+                assert (served.version, served.checksum) == (
+                    2 if line == "run-a" else 1,
+                    weights_checksum(served_tensors(trainer)),
+                )
+                held = server.service.lines.get(line).gate.current.handle
+                assert all(
+                    torch.equal(x, y)
+                    for (_, x), (_, y) in zip(served_tensors(held), served_tensors(trainer), strict=True)
+                )
+            assert SamplerClient(server.target).policy().checksum == start  # the default line untouched
+        finally:
+            for link, _ in links.values():
+                link.close()
 
 
 def test_weights_cast_to_the_samplers_dtype_on_the_way(start_policy):

@@ -20,6 +20,9 @@ def _paper_rl(args: argparse.Namespace) -> int:
     began = time.monotonic()
     try:
         profile = load_profile(args.config, args.profile)
+        if args.concurrency is not None:
+            profile.concurrency = args.concurrency
+            profile.check()
     except (OSError, ValueError) as exc:
         print(f"paper-rl: {exc}")
         return 2
@@ -29,8 +32,9 @@ def _paper_rl(args: argparse.Namespace) -> int:
         f"{profile.steps} updates each -> {args.out}"
     )
     experiment.prepare()
-    experiment.run_all()
-    k_metrics = experiment.k_eval()
+    with experiment.services() as services:
+        experiment.run_all(services)
+        k_metrics = experiment.k_eval(services)
     curves = {
         method: {
             seed: eval_curve(read_events(experiment.run_dir(method, seed) / "events.jsonl"))
@@ -60,4 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     paper_rl.add_argument("--repo", default=".", help="where configs/tiny lives (the repository root)")
     paper_rl.add_argument("--no-progress", action="store_true", help="no progress bars")
+    paper_rl.add_argument(
+        "--concurrency", type=int, default=None, help="runs at a time (default: the profile's concurrency)"
+    )
     paper_rl.set_defaults(handler=lambda args, *_: _paper_rl(args))

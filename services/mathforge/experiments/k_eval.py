@@ -3,6 +3,7 @@ k_max samples per problem from the sampler, each graded by the rule verifier.
 
     metrics = sample_and_grade("127.0.0.1:50054", Path("runs/sft/final"), problems=50, k_max=64)
     metrics["maj@16"], metrics["pass@16"]
+    metrics = sample_and_grade(target, Path("runs/rl/final"), 50, 64, line="k-rl")  # loaded on a line
 
 pass@k is the unbiased estimator over all k_max samples; maj@k votes over k samples in windows that
 cycle through all k_max of them (evaluator/metrics.py "cyclic"), so maj@k for k < k_max is not
@@ -34,13 +35,19 @@ def sample_and_grade(
     max_tokens: int = 64,
     difficulty: int = 1,
     seed: int = 0,
+    line: str = "",
 ) -> dict[str, float]:
+    """`line` empty: the sampler serves `model` already (its default line); named: `model` is
+    loaded onto that policy line first, unless the line serves it already."""
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     instruction = TaskConfig().instruction
     held_out = generate_problems(problems, seed=seed, difficulty=difficulty, split="test")
-    client = SamplerClient(sampler)
+    client = SamplerClient(sampler, line=line)
     try:
         client.wait_ready(600.0)
+        served = client.policy()
+        if line and served.path != str(model):
+            client.load_weights(served.version + 1, str(model))
         items = []
         for first in range(0, len(held_out), PROMPTS_PER_CALL):
             part = held_out[first : first + PROMPTS_PER_CALL]

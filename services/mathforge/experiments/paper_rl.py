@@ -9,11 +9,15 @@ Steps, each skipped when its result is on disk (so a killed experiment resumes w
 2. the runs: RFT, Online RFT, GRPO with outcome supervision, GRPO with process supervision and
    iterative GRPO (process supervision, the PRM retrained on the policy's samples), each for the same
    number of policy updates over the same questions, once per seed. A run is the GRPO trainer with
-   `objective.method` and its own sampler and reward services (a sampler serves one policy version
-   line; the iterative run reloads its reward model), `concurrency` runs at a time. An unfinished run
-   is started again and resumes from its last checkpoint;
-3. maj@k and pass@k (k = 1..k_max) of the SFT policy and of each seed's GRPO (outcome) policy on
-   held-out problems, k_max samples each, graded by the rule verifier;
+   `objective.method`, `concurrency` runs at a time. All runs share ONE sampler and ONE reward
+   service, each run on its own line (`services.policy_line=<method>-seed<s>`): its own policy
+   versions in the sampler, and in the reward service its own PRM (the iterative run's retrained
+   one) beside the start-up PRM every other run scores with. An unfinished run is started again and
+   resumes from its last checkpoint (a fresh service has lost its line, and the trainer loads it
+   again, as after a sampler restart);
+3. maj@k and pass@k (k = 1..k_max) of the SFT policy (the sampler's default line) and of each
+   seed's GRPO (outcome) policy (a line of its own) on held-out problems, k_max samples each,
+   graded by the rule verifier;
 4. the report (report.py): markdown, JSON and plots.
 """
 
@@ -114,13 +118,15 @@ def free_port() -> int:
 
 
 class Services:
-    """A sampler and a reward service of one run, stopped (with their process groups) on exit."""
+    """The sampler and the reward service every run shares (a line each), stopped (with their
+    process groups) on exit. `lines`: named lines each holds (every run keeps its own: a tiny
+    policy is a few MB, and no live run's line is evicted for another's)."""
 
-    def __init__(self, policy: Path, prm: Path, log_dir: Path):
+    def __init__(self, policy: Path, prm: Path, log_dir: Path, lines: int = 4):
         self.ports = {"sampler": free_port(), "reward": free_port()}
         self.args = {
-            "sampler": ["--model-path", str(policy)],
-            "reward": ["--prm-path", str(prm), "--symbolic-workers", "1"],
+            "sampler": ["--model-path", str(policy), "--max-lines", str(lines)],
+            "reward": ["--prm-path", str(prm), "--symbolic-workers", "1", "--max-lines", str(lines)],
         }
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -227,7 +233,21 @@ class Experiment:
         return self.out / "prm" / "final"
 
     def run_dir(self, method: str, seed: int) -> Path:
-        return self.out / "runs" / f"{method}-seed{seed}"
+        return self.out / "runs" / self.line(method, seed)
+
+    @staticmethod
+    def line(method: str, seed: int) -> str:
+        """The run's line in the shared services (and its directory's name)."""
+        return f"{method}-seed{seed}"
+
+    def plan(self) -> list[tuple[str, int]]:
+        return [(m, s) for s in self.profile.seeds for m in self.profile.methods]
+
+    def services(self) -> Services:
+        """The shared sampler (serving the SFT policy on its default line) and reward service (the
+        PRM), with a line for every run and every k-eval policy."""
+        lines = len(self.plan()) + len(self.k_models())
+        return Services(self.sft, self.prm, self.out / "services", lines=lines)
 
     def prepare(self) -> None:
         """The SFT policy and the PRM, each trained once."""
@@ -273,6 +293,7 @@ class Experiment:
             f"checkpoint.every={p.eval_every}",
             f"services.sampler={services.target('sampler')}",
             f"services.reward={services.target('reward')}",
+            f"services.policy_line={self.line(method, seed)}",
             "metrics.progress_bar=off",
             *p.grpo,
             *METHODS[method],
@@ -285,7 +306,7 @@ class Experiment:
             ]
         return arguments
 
-    def run_one(self, method: str, seed: int, position: int) -> None:
+    def run_one(self, method: str, seed: int, position: int, services: Services) -> None:
         run = self.run_dir(method, seed)
         if (run / "final" / "config.json").is_file():
             return
@@ -298,21 +319,20 @@ class Experiment:
                     total=self.profile.steps, desc=f"{method} seed {seed}", position=position, leave=True
                 )
         try:
-            with Services(self.sft, self.prm, run / "services") as services:
-                run_module(
-                    "mathforge.training.grpo",
-                    self.trainer_arguments(method, seed, services),
-                    run / "events.jsonl",
-                    bar,
-                )
+            run_module(
+                "mathforge.training.grpo",
+                self.trainer_arguments(method, seed, services),
+                run / "events.jsonl",
+                bar,
+            )
         finally:
             if bar is not None:
                 bar.close()
 
-    def run_all(self) -> None:
-        plan = [(m, s) for s in self.profile.seeds for m in self.profile.methods]
+    def run_all(self, services: Services) -> None:
+        plan = self.plan()
         with ThreadPoolExecutor(max_workers=self.profile.concurrency) as pool:
-            futures = [pool.submit(self.run_one, m, s, i) for i, (m, s) in enumerate(plan)]
+            futures = [pool.submit(self.run_one, m, s, i, services) for i, (m, s) in enumerate(plan)]
             errors = [f.exception() for f in futures]
         failed = [e for e in errors if e is not None]
         if failed:
@@ -326,8 +346,9 @@ class Experiment:
             )
         return models
 
-    def k_eval(self) -> dict[str, dict[str, float]]:
-        """maj@k and pass@k of each model, cached per model under <out>/k-eval/."""
+    def k_eval(self, services: Services) -> dict[str, dict[str, float]]:
+        """maj@k and pass@k of each model, cached per model under <out>/k-eval/: the SFT policy on
+        the shared sampler's default line, every other on a line `k-<name>`."""
         from mathforge.experiments.k_eval import sample_and_grade
 
         found = {}
@@ -335,10 +356,10 @@ class Experiment:
             cache = self.out / "k-eval" / f"{name}.json"
             if not cache.is_file():
                 p = self.profile
-                with Services(model, self.prm, self.out / "k-eval" / "services") as services:
-                    metrics = sample_and_grade(
-                        services.target("sampler"), model, p.k_problems, p.k_max, p.k_temperature
-                    )
+                line = "" if model == self.sft else f"k-{name}"
+                metrics = sample_and_grade(
+                    services.target("sampler"), model, p.k_problems, p.k_max, p.k_temperature, line=line
+                )
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 write_text_atomic(cache, json.dumps(metrics, indent=1))
             found[name] = json.loads(cache.read_text())

@@ -11,18 +11,19 @@ whose forward passes run on their own thread, never on the event loop. With no O
 REWARD_ORM (REWARD_PRM), and a mix that weights it, are FAILED_PRECONDITION; the rule reward always
 works. LoadModel loads a new version off the event loop and swaps one reference: calls admitted
 before it finish on the old model, later ones use the new, and a load that fails keeps the old one.
+Lines: LoadModel and Score may name a line whose own ORM/PRM (e.g. one iterative-RL run's retrained
+PRM) replaces the default line's for its calls only; at most --max-lines named lines are held, one
+more evicts the least recently used idle one (runtime/lines.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -39,15 +40,16 @@ from mathforge.reward.encoding import EncodedItem, encode, score_encoded
 from mathforge.reward.model import KINDS, RewardModel, init_reward_model, load_reward_model
 from mathforge.reward.rule import RuleScore, rule_rewards
 from mathforge.reward.scoring import Limits, Plan, combine, plan_request
-from mathforge.reward.steps import DEFAULT_SEPARATOR
-from mathforge.runtime.config import ConfigError, ServiceConfig, option
+from mathforge.reward.service_config import Config
 from mathforge.runtime.errors import RequestError, check_version, require
+from mathforge.runtime.lines import LineTable, check_line, line_label
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
 from mathforge.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 
 log = logging.getLogger(__name__)
 _SPEC = SERVICES["reward"]
+__all__ = ["Config", "RewardService", "create_service"]
 REWARD_BUCKETS = (-1.0, -0.5, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0)
 #: Requests with fewer characters than this are tokenised on the event loop (well under a millisecond).
 INLINE_ENCODE_CHARS = 4096
@@ -56,87 +58,24 @@ CUDA_BATCH_TOKENS = 262_144
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
-@dataclass
-class Config(ServiceConfig):
-    """Reward service: rule, outcome-RM, process-RM and mixed rewards with dynamic batching."""
-
-    port: int = option(_SPEC.port, "gRPC port")
-    metrics_port: int = option(_SPEC.metrics_port, "Prometheus /metrics port (-1 = off)")
-    orm_path: str = option("", "outcome reward model directory (mathforge.reward.train output); empty = none")
-    prm_path: str = option("", "process reward model directory; empty = none")
-    random_model_preset: str = option(
-        "",
-        "with no path, serve random-weight ORM and PRM of this preset (e.g. tiny); Info says random_weights",
-    )
-    step_separator: str = option(
-        DEFAULT_SEPARATOR, "step separator of a random-weight PRM (trained ones carry theirs)"
-    )
-    device: str = option("auto", "auto (cuda when present), cuda or cpu")
-    dtype: str = option("auto", "auto (bfloat16 on cuda, float32 on cpu), float32 or bfloat16")
-    max_items: int = option(1024, "items per Score request")
-    max_text_bytes: int = option(64 * 1024, "bytes of each question, response and reference")
-    max_tokens: int = option(
-        4096, "tokens per item for the RMs (prompt + response), capped by the model's context"
-    )
-    max_batch: int = option(64, "items per forward pass (dynamic batching)")
-    max_batch_tokens: int = option(
-        0, "most padded tokens (rows x longest) per forward pass; 0 = auto: 4096 on cpu, 262144 on cuda"
-    )
-    max_wait_ms: float = option(5.0, "how long a forward pass waits for requests already on their way, ms")
-    dynamic_batching: bool = option(
-        True, "merge concurrent requests into one forward pass (off = one at a time)"
-    )
-    grade_threads: int = option(2, "threads computing rule rewards (the event loop never grades)")
-    symbolic_workers: int = option(2, "math-verify worker processes for the grader's symbolic checks")
-    grading_policy: str = option(
-        "",
-        'GradingPolicy fields as JSON, e.g. {"timeout_s": 1, "last_number_fallback": false}',
-    )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.max_batch_tokens < 0:
-            raise ConfigError(f"max_batch_tokens {self.max_batch_tokens} must be >= 0 (0 = auto)")
-        for name in (
-            "max_items",
-            "max_text_bytes",
-            "max_tokens",
-            "max_batch",
-            "grade_threads",
-            "symbolic_workers",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} {getattr(self, name)} must be >= 1")
-        if self.max_wait_ms < 0:
-            raise ConfigError(f"max_wait_ms {self.max_wait_ms} must be >= 0")
-        for name in ("orm_path", "prm_path"):
-            path = getattr(self, name)
-            if path and not Path(path).is_dir():
-                raise ConfigError(f"{name} {path} is not a directory (--{name.replace('_', '-')})")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device {self.device!r} is not auto, cpu or cuda")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ConfigError(f"dtype {self.dtype!r} is not auto, float32 or bfloat16")
-        if not self.step_separator:
-            raise ConfigError("step_separator must not be empty")
-        self.policy()
-
-    def policy(self) -> GradingPolicy:
-        try:
-            values = json.loads(self.grading_policy) if self.grading_policy.strip() else {}
-            if not isinstance(values, dict):
-                raise ValueError("expected a JSON object of GradingPolicy fields")
-            return GradingPolicy.from_mapping(values)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"grading_policy: {exc}") from None
-
-
 @dataclass(frozen=True)
 class Served:
     """A reward model in service and its version."""
 
     model: RewardModel
     version: int
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.model.network.state_dict().values())
+
+
+@dataclass
+class RewardLine:
+    """A named line's own reward models (by kind) and its Score calls in flight."""
+
+    models: dict[str, Served] = field(default_factory=dict)
+    in_flight: int = 0
 
 
 class RewardService(Service, reward_pb2_grpc.RewardServicer):
@@ -147,7 +86,8 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         self.config: Config = config
         self.policy = config.policy()
         self.limits = Limits(config.max_items, config.max_text_bytes)
-        self.models: dict[str, Served] = {}
+        self.models: dict[str, Served] = {}  # the default line's
+        self.lines: LineTable[RewardLine] = LineTable(config.max_lines, "max-lines", "reward-model line")
         self.device = torch.device(
             "cuda"
             if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
@@ -202,6 +142,19 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         self.loads = Counter(
             "mathforge_reward_loads", "LoadModel calls by model and result", ["model", "result"], registry=r
         )
+        # one series per (named line, kind), removed when the line is evicted: bounded by --max-lines
+        self.line_versions = Gauge(
+            "mathforge_reward_line_model_version",
+            "Version of each named line's own RM",
+            ["line", "model"],
+            registry=r,
+        )
+        self.line_count = Gauge("mathforge_reward_lines", "Named lines holding their own RMs", registry=r)
+        self.line_evictions = Counter(
+            "mathforge_reward_line_evictions",
+            "Named lines evicted to make room for another (--max-lines)",
+            registry=r,
+        )
 
     def _observe_batch(self, model: RewardModel, size: int, wait_s: float, forward_s: float) -> None:
         self.batch_items.labels(model.kind).observe(size)
@@ -245,9 +198,29 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         model.network.to(self.device).eval()
         return model
 
-    def _serve(self, kind: str, model: RewardModel, version: int) -> None:
-        self.models[kind] = Served(model, version)  # one assignment: a request reads it once
-        self.versions.labels(kind).set(version)
+    def _serve(self, kind: str, model: RewardModel, version: int, line: str = "") -> None:
+        served = Served(model, version)
+        if not line:
+            self.models = {**self.models, kind: served}  # one assignment: a request reads it once
+            self.versions.labels(kind).set(version)
+            return
+        held = self.lines.get(line)
+        if held is None:
+            for name, evicted in self.lines.make_room(line, lambda held: held.in_flight > 0):
+                for gone in evicted.models:
+                    self.line_versions.remove(name, gone)
+                self.line_evictions.inc()
+                log.warning("reward-model line evicted", extra={"fields": {"line": name, "for": line}})
+            held = RewardLine()
+            self.lines.put(line, held)
+        held.models = {**held.models, kind: served}
+        self.line_versions.labels(line, kind).set(version)
+        self.line_count.set(len(self.lines))
+
+    def _line_models(self, name: str) -> tuple[dict[str, Served], RewardLine | None]:
+        """The models a Score call on line `name` uses (its own, else the default line's)."""
+        held = self.lines.get(name) if name else None
+        return ({**self.models, **held.models} if held is not None else self.models), held
 
     # ---- Score ----------------------------------------------------------------------------
     def _encode_all(self, model: RewardModel, plan: Plan) -> list[EncodedItem]:
@@ -299,15 +272,27 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         plan = plan_request(request, self.limits)
         # The request's policy overrides the server's (--grading-policy) field by field.
         policy = policy_from_message(request.policy, base=self.policy)
+        models, line = self._line_models(check_line(request.line))
         served = {}
         for kind in KINDS:
             if kind in plan.weights:
-                if kind not in self.models:
+                if kind not in models:
                     raise RequestError.precondition(
                         f"no {kind} reward model is loaded; start the service with --{kind}-path or call "
                         f"LoadModel(kind={kind!r}); the rule reward needs no model"
                     )
-                served[kind] = self.models[kind]
+                served[kind] = models[kind]
+        if line is None:
+            return await self._score(plan, policy, served, began)
+        line.in_flight += 1  # no eviction while its calls run
+        try:
+            return await self._score(plan, policy, served, began)
+        finally:
+            line.in_flight -= 1
+
+    async def _score(
+        self, plan: Plan, policy: GradingPolicy, served: dict[str, Served], began: float
+    ) -> reward_pb2.RewardResponse:
         pending: dict[str, Any] = {}
         steps = None
         with self.batcher.expecting():
@@ -336,9 +321,12 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
         kind = request.kind
         require(kind in KINDS, f"kind {kind!r} is not one of {', '.join(KINDS)}")
         require(bool(request.path), "path is empty; give the reward model directory to load")
+        name = check_line(request.line)
         path = str(self.access.require_path("model", request.path))
         async with self._load_lock:
-            current = self.models.get(kind)
+            held = self.lines.get(name) if name else None
+            own = self.models if not name else (held.models if held is not None else {})
+            current = own.get(kind)
             current_version = current.version if current else 0
             check_version(request.version, current_version if current else -1, kind)
             started = time.perf_counter()
@@ -347,10 +335,11 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             except (CheckpointError, OSError, ValueError) as exc:
                 self.loads.labels(kind, "failed").inc()
                 still = f"still serving version {current_version}" if current else "no model is serving"
+                on = f" for {line_label(name)}" if name else ""
                 raise RequestError.precondition(
-                    f"loading {kind} from {request.path} failed, {still}: {exc}"
+                    f"loading {kind}{on} from {request.path} failed, {still}: {exc}"
                 ) from None
-            self._serve(kind, model, request.version)
+            self._serve(kind, model, request.version, name)
             seconds = time.perf_counter() - started
         self.loads.labels(kind, "ok").inc()
         log.info(
@@ -358,6 +347,7 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             extra={
                 "fields": {
                     "kind": kind,
+                    "line": name,
                     "version": request.version,
                     "path": request.path,
                     "load_seconds": round(seconds, 3),
@@ -400,9 +390,15 @@ class RewardService(Service, reward_pb2_grpc.RewardServicer):
             details=details,
             models=[
                 common_pb2.ServedModel(
-                    kind=kind, version=served.version, path=served.model.path, dtype=self.dtype
+                    kind=kind,
+                    version=served.version,
+                    path=served.model.path,
+                    dtype=self.dtype,
+                    line=line,
+                    bytes=served.bytes,
                 )
-                for kind, served in models.items()
+                for line, own in [("", models), *((n, held.models) for n, held in self.lines.items())]
+                for kind, served in own.items()
             ],
         )
 

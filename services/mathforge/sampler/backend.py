@@ -7,6 +7,7 @@
     staged = await backend.stage_weights(path)  # while the old weights keep serving
     staged = await backend.stage_stream(stream, receiver)  # or: over the collective
     weights = await backend.activate(staged)    # the swap itself
+    weights = await backend.activate(staged, line="run-a")  # a named policy line (if supports_lines)
 
 Loading is split so the service can do the slow part (reading and checking the checkpoint) while
 requests keep flowing and the swap itself at a moment it chooses: at once for a backend whose calls
@@ -99,6 +100,8 @@ class SamplerBackend(abc.ABC):
     name: ClassVar[str] = ""
     #: True when activating new weights must wait for calls in flight to finish first.
     swap_drains: ClassVar[bool] = False
+    #: True when it can hold several policy lines at once (service.py); otherwise only the default.
+    supports_lines: ClassVar[bool] = True
 
     tokenizer: PreTrainedTokenizerBase
     #: The longest prompt + completion the model takes, in tokens.
@@ -120,16 +123,23 @@ class SamplerBackend(abc.ABC):
         """Reads and checks the checkpoint at `path` without disturbing the serving weights; raises
         WeightsError naming the problem."""
 
-    async def stage_stream(self, stream: Any, receiver: Any) -> StagedWeights:
-        """Stages weights the trainer streams over the collective: `stream` is the request's
-        WeightStream, `receiver` the service's StreamReceiver (weight_stream.py), which keeps the
-        transfer group between versions. WeightsError when this backend cannot receive them."""
+    async def stage_stream(self, stream: Any, receiver: Any, line: str = "") -> StagedWeights:
+        """Stages weights the trainer streams over the collective for policy `line`: `stream` is the
+        request's WeightStream, `receiver` the line's StreamReceiver (weight_stream.py), which keeps
+        the transfer group between versions. WeightsError when this backend cannot receive them."""
         raise WeightsError(f"the {self.name} backend cannot receive weights over the collective; use a path")
 
     @abc.abstractmethod
-    async def activate(self, staged: StagedWeights) -> Any:
-        """Makes staged weights the serving ones and returns their handle; on WeightsError the
-        previous weights still serve."""
+    async def activate(self, staged: StagedWeights, line: str = "") -> Any:
+        """Makes staged weights the serving ones of policy `line` (a new line starts with them) and
+        returns their handle; on WeightsError the previous weights still serve."""
+
+    def drop_line(self, line: str) -> None:
+        """Releases a named line's weights (calls in flight on them finish first)."""
+
+    def line_bytes(self, line: str = "") -> int:
+        """Memory the line's weights take in this process (0 when the backend does not measure)."""
+        return 0
 
     def served_dtype(self) -> str:
         """Element type of the serving weights, e.g. "bfloat16" (what a trainer must stream)."""

@@ -15,7 +15,12 @@ _TOKENS_PER_S = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000
 class SamplerMetrics:
     """Tokens, requests, queue depth, time to first token, throughput and the weights version."""
 
-    def __init__(self, registry: CollectorRegistry, queue_depth: Callable[[], float]):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        queue_depth: Callable[[], float],
+        weights_bytes: Callable[[], float],
+    ):
         self.tokens = Counter(
             "mathforge_sampler_tokens_generated", "Completion tokens sampled", registry=registry
         )
@@ -48,8 +53,29 @@ class SamplerMetrics:
             registry=registry,
         )
         self.weights_version = Gauge(
-            "mathforge_sampler_weights_version", "Version of the serving policy weights", registry=registry
+            "mathforge_sampler_weights_version",
+            "Version of the serving policy weights (the default line)",
+            registry=registry,
         )
+        # one series per named line, removed when the line is evicted: bounded by --max-lines
+        self.line_version = Gauge(
+            "mathforge_sampler_line_weights_version",
+            "Version of each named policy line's weights",
+            ["line"],
+            registry=registry,
+        )
+        self.lines = Gauge("mathforge_sampler_lines", "Named policy lines held", registry=registry)
+        self.line_evictions = Counter(
+            "mathforge_sampler_line_evictions",
+            "Named policy lines evicted to make room for another (--max-lines)",
+            registry=registry,
+        )
+        self.weights_bytes = Gauge(
+            "mathforge_sampler_weights_bytes",
+            "Memory the policy weights of every line take (serving and standby copies)",
+            registry=registry,
+        )
+        self.weights_bytes.set_function(weights_bytes)
         self.weight_loads = Counter(
             "mathforge_sampler_weight_loads", "LoadWeights calls by result", ["result"], registry=registry
         )
@@ -77,3 +103,21 @@ class SamplerMetrics:
             self.first_token.observe(max(0.0, first_token - admitted))
         if finished > admitted:
             self.tokens_per_second.observe(tokens / (finished - admitted))
+
+    def loaded(self, line: str, version: int, seconds: float, size: int, lines: int) -> None:
+        """A successful LoadWeights of `version` into `line`; `lines` named lines are now held."""
+        self.weight_loads.labels("ok").inc()
+        if line:
+            self.line_version.labels(line).set(version)
+        else:
+            self.weights_version.set(version)
+        self.lines.set(lines)
+        self.load_seconds.set(seconds)
+        self.load_bytes_per_second.set(size / seconds if seconds > 0 else 0)
+
+    def evicted(self, line: str) -> None:
+        self.line_evictions.inc()
+        try:
+            self.line_version.remove(line)
+        except KeyError:
+            pass

@@ -12,6 +12,12 @@ with the version that produced it; `min_version` (or an exact `require_version`)
 into FAILED_PRECONDITION. LoadWeights stages the new weights while the old ones serve, read from a
 checkpoint path or received over the trainer's collective (weight_stream.py), and swaps only when
 they arrived whole and match their checksum, so a bad version changes nothing.
+
+Policy lines: a request may name a `line`, an independent policy with versions of its own (one per
+run when several trainers share the service); no name is the default line, the model the service
+started with. A named line is created by its first LoadWeights; at most --max-lines are held, one
+more evicts the least recently used idle one (runtime/lines.py). The vllm backend serves only the
+default line.
 """
 
 from __future__ import annotations
@@ -20,118 +26,26 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import grpc
 
 import mathforge
-from mathforge.runtime.config import ConfigError, ServiceConfig, option
+from mathforge.runtime.config import ConfigError
 from mathforge.runtime.errors import RequestError, check_version, require
+from mathforge.runtime.lines import LineTable, check_line, line_label
 from mathforge.runtime.registry import SERVICES
 from mathforge.runtime.server import Service
 from mathforge.sampler.backend import GenerationJob, Sample, SamplerBackend, WeightsError
+from mathforge.sampler.config import BACKENDS, Config, build_backend
 from mathforge.sampler.limits import SamplerLimits, check_request
 from mathforge.sampler.metrics import SamplerMetrics
 from mathforge.sampler.weight_stream import StreamReceiver
-from mathforge.sampler.weights import ServingWeights, WeightsGate
+from mathforge.sampler.weights import PolicyLine, ServingWeights, WeightsGate
 from mathforge.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
 log = logging.getLogger(__name__)
 _SPEC = SERVICES["sampler"]
-BACKENDS = ("transformers", "vllm")
-
-
-@dataclass
-class Config(ServiceConfig):
-    """Sampler service: n samples per prompt with logprobs, versioned policy weights."""
-
-    port: int = option(_SPEC.port, "gRPC port")
-    metrics_port: int = option(_SPEC.metrics_port, "Prometheus /metrics port (-1 = off)")
-    backend: str = option("transformers", "transformers (CPU, small runs) or vllm (GPU)")
-    model_path: str = option("", "policy checkpoint directory; empty = a random-weight preset model")
-    preset: str = option("tiny", "model preset built with random weights when model_path is empty")
-    seed: int = option(0, "seed of the random-weight model (the same seed builds the same model)")
-    dtype: str = option("float32", "weights dtype: float32, bfloat16 or float16")
-    device: str = option("cpu", "transformers backend device: cpu or cuda[:n]")
-    max_batch: int = option(256, "most prompts in one Generate request")
-    max_n: int = option(64, "most samples per prompt (DeepSeekMath §4: G = 64)")
-    max_prompt_tokens: int = option(2048, "longest prompt, tokens")
-    max_new_tokens: int = option(1024, "most new tokens per completion (DeepSeekMath §4: max length 1024)")
-    default_max_tokens: int = option(256, "new tokens per completion when a request sets max_tokens 0")
-    max_stop_strings: int = option(16, "most stop strings per request")
-    max_batch_rows: int = option(512, "transformers: most sample rows in the running batch")
-    batch_wait_ms: float = option(
-        2.0, "transformers: how long a request finding the decoder idle waits for others to batch with"
-    )
-    torch_threads: int = option(0, "transformers: torch intra-op threads (0 = torch's default)")
-    tensor_parallel_size: int = option(1, "vllm: GPUs one engine spans (tensor parallel)")
-    gpu_memory_utilization: float = option(0.9, "vllm: share of GPU memory the engine may take")
-    max_model_len: int = option(0, "vllm: context length, prompt + completion (0 = the model's)")
-    enforce_eager: bool = option(False, "vllm: no CUDA graphs (faster start, slower decoding)")
-    weight_transfer: bool = option(
-        False, "vllm: accept weights streamed by the trainer over NCCL (vLLM's weight-transfer engine)"
-    )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)} (--backend)")
-        if self.backend == "vllm" and not self.model_path:
-            raise ConfigError("the vllm backend needs a checkpoint (--model-path)")
-        for name in (
-            "max_batch",
-            "max_n",
-            "max_prompt_tokens",
-            "max_new_tokens",
-            "default_max_tokens",
-            "max_stop_strings",
-            "max_batch_rows",
-            "tensor_parallel_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"{name} {getattr(self, name)} must be at least 1 (--{name.replace('_', '-')})"
-                )
-        if self.max_batch_rows < self.max_n:
-            raise ConfigError(
-                f"max_batch_rows {self.max_batch_rows} is below max_n {self.max_n}: one prompt's samples "
-                "must fit in a micro-batch (--max-batch-rows)"
-            )
-        if not 0 <= self.batch_wait_ms <= 1000:
-            raise ConfigError(f"batch_wait_ms {self.batch_wait_ms} must be in [0, 1000] (--batch-wait-ms)")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ConfigError(f"gpu_memory_utilization {self.gpu_memory_utilization} must be in (0, 1]")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"dtype {self.dtype!r} is not float32, bfloat16 or float16 (--dtype)")
-
-
-def build_backend(config: Config) -> SamplerBackend:
-    """The backend `config.backend` names; vLLM is imported only when chosen."""
-    if config.backend == "vllm":
-        from mathforge.sampler.vllm_backend import VllmBackend
-
-        return VllmBackend(
-            config.model_path,
-            dtype=config.dtype,
-            seed=config.seed,
-            tensor_parallel_size=config.tensor_parallel_size,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            max_model_len=config.max_model_len,
-            enforce_eager=config.enforce_eager,
-            weight_transfer=config.weight_transfer,
-        )
-    from mathforge.sampler.transformers_backend import TransformersBackend
-
-    return TransformersBackend(
-        config.model_path,
-        config.preset,
-        config.dtype,
-        config.device,
-        config.seed,
-        config.max_batch_rows,
-        config.torch_threads,
-        config.batch_wait_ms / 1000,
-    )
+__all__ = ["BACKENDS", "Config", "SamplerService", "build_backend", "create_service"]
 
 
 def completion_message(sample: Sample, version: int) -> sampler_pb2.Completion:
@@ -153,11 +67,11 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
         super().__init__(config)
         self.config: Config = config
         self.backend = backend or build_backend(config)
-        self.gate: WeightsGate | None = None
+        self.default: PolicyLine | None = None
+        self.lines: LineTable[PolicyLine] = LineTable(config.max_lines, "max-lines", "policy line")
         self.limits: SamplerLimits | None = None
-        self._load_lock = asyncio.Lock()
-        self.receiver = StreamReceiver()
-        self.metrics = SamplerMetrics(self.registry, self.backend.queue_depth)
+        self._create_lock = asyncio.Lock()  # one new line at a time: two loads never create the same
+        self.metrics = SamplerMetrics(self.registry, self.backend.queue_depth, self._weights_bytes)
 
     # ---- lifetime -------------------------------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
@@ -171,7 +85,7 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
         config, backend = self.config, self.backend
         checksum = getattr(backend, "initial_checksum", "")
         initial = ServingWeights(0, handle, config.model_path, checksum=checksum)
-        self.gate = WeightsGate(initial, drains=backend.swap_drains)
+        self.default = PolicyLine("", WeightsGate(initial, drains=backend.swap_drains), StreamReceiver())
         self.limits = SamplerLimits(
             max_batch=config.max_batch,
             max_n=config.max_n,
@@ -192,10 +106,39 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
     async def stop(self) -> None:
         await self.backend.close()
 
-    def _ready(self) -> tuple[WeightsGate, SamplerLimits]:
-        if self.gate is None or self.limits is None:
+    def _ready(self) -> tuple[PolicyLine, SamplerLimits]:
+        if self.default is None or self.limits is None:
             raise RequestError.unavailable("the sampler model is not loaded yet")
-        return self.gate, self.limits
+        return self.default, self.limits
+
+    def _line_name(self, name: str) -> str:
+        """A request's line, checked: INVALID_ARGUMENT for a malformed name or a named line on a
+        backend that serves only the default one."""
+        name = check_line(name)
+        if name and not self.backend.supports_lines:
+            raise RequestError.invalid(
+                f"the {self.backend.name} backend serves only the default policy line (one engine holds "
+                f"one set of weights), not line {name!r}: run one sampler per line, or send no line"
+            )
+        return name
+
+    def _held(self, name: str) -> PolicyLine | None:
+        default, _ = self._ready()
+        return default if not name else self.lines.get(name)
+
+    def _line(self, name: str) -> PolicyLine:
+        line = self._held(name)
+        if line is None:
+            self.metrics.requests.labels("stale").inc()
+            raise RequestError.precondition(
+                f"policy line {name!r} is not loaded (never, or evicted as the least recently used of "
+                f"{self.config.max_lines}, --max-lines); LoadWeights with line={name!r} first"
+            )
+        return line
+
+    def _weights_bytes(self) -> float:
+        names = [""] + [name for name, _ in self.lines.items()]
+        return float(sum(self.backend.line_bytes(name) for name in names))
 
     def _model_name(self) -> str:
         return self.config.model_path or f"random-weights:{self.config.preset}:seed={self.config.seed}"
@@ -206,7 +149,8 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
     ) -> tuple[list[list[int]], int]:
         """Validates, admits on the serving weights and samples, passing each finished completion to
         `emit` (from the backend's thread); returns (prompts as token ids, weights version)."""
-        gate, limits = self._ready()
+        _, limits = self._ready()
+        name = self._line_name(request.line)
         if sum(len(p.text) for p in request.prompts) > 1 << 20:  # long texts tokenise off the loop
             prompts, settings = await asyncio.to_thread(
                 check_request, request, limits, self.backend.tokenizer
@@ -215,17 +159,19 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
             prompts, settings = check_request(request, limits, self.backend.tokenizer)
         admitted = time.monotonic()
         samples: list[Sample] = []
+        gate = self._line(name).gate  # looked up after the last await: admitted at once, so never evicted
         async with gate.use() as weights:
             version = weights.version
+            on = f" on line {name!r}" if name else ""
             if request.HasField("require_version") and request.require_version != version:
                 self.metrics.requests.labels("stale").inc()
                 raise RequestError.precondition(
-                    f"weights version {version} is serving, not the required {request.require_version}"
+                    f"weights version {version} is serving{on}, not the required {request.require_version}"
                 )
             if request.HasField("min_version") and version < request.min_version:
                 self.metrics.requests.labels("stale").inc()
                 raise RequestError.precondition(
-                    f"weights version {version} is serving, older than the required minimum "
+                    f"weights version {version} is serving{on}, older than the required minimum "
                     f"{request.min_version}"
                 )
 
@@ -279,7 +225,8 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
     async def LoadWeights(
         self, request: sampler_pb2.LoadWeightsRequest, context: grpc.aio.ServicerContext
     ) -> sampler_pb2.LoadWeightsResponse:
-        gate, _ = self._ready()
+        self._ready()
+        name = self._line_name(request.line)
         streamed = request.HasField("stream")
         require(
             bool(request.path) != streamed,
@@ -291,41 +238,64 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
             source = f"stream group {request.stream.group_id}"
         else:
             source = str(self.access.require_path("model", request.path))
-        async with self._load_lock:
-            serving = gate.current.version
-            check_version(request.version, serving)
-            started = time.perf_counter()
-            try:
-                if streamed:
-                    staged = await self.backend.stage_stream(request.stream, self.receiver)
-                else:
-                    staged = await self.backend.stage_weights(source)
+        line = self._held(name)
+        if line is None:
+            async with self._create_lock:
+                line = self._held(name)
+                if line is None:
+                    return await self._load(request, source, name, None)
+        async with line.load_lock:
+            return await self._load(request, source, name, line)
 
-                async def activate() -> ServingWeights:
-                    handle = await self.backend.activate(staged)
-                    return ServingWeights(request.version, handle, staged.path, checksum=staged.checksum)
+    async def _load(
+        self, request: sampler_pb2.LoadWeightsRequest, source: str, name: str, line: PolicyLine | None
+    ) -> sampler_pb2.LoadWeightsResponse:
+        """Stages and swaps in one version of line `name` (`line` None: a new line, created once its
+        weights staged whole, after evicting an idle line if the table is full)."""
+        serving = line.gate.current.version if line is not None else 0
+        check_version(request.version, serving)
+        receiver = line.receiver if line is not None else StreamReceiver()
+        started = time.perf_counter()
+        try:
+            if request.HasField("stream"):
+                staged = await self.backend.stage_stream(request.stream, receiver, name)
+            else:
+                staged = await self.backend.stage_weights(source)
 
-                await gate.swap(activate)
-            except WeightsError as exc:
-                self.metrics.weight_loads.labels("failed").inc()
-                log.warning(
-                    "weights rejected",
-                    extra={"fields": {"source": source, "error": str(exc), "serving_version": serving}},
+            async def activate() -> ServingWeights:
+                handle = await self.backend.activate(staged, name)
+                return ServingWeights(request.version, handle, staged.path, checksum=staged.checksum)
+
+            if line is not None:
+                await line.gate.swap(activate)
+            else:
+                for evicted, _ in self.lines.make_room(name, lambda held: held.busy):
+                    self._evicted(evicted, name)
+                weights = await activate()
+                self.lines.put(
+                    name, PolicyLine(name, WeightsGate(weights, self.backend.swap_drains), receiver)
                 )
-                raise RequestError.precondition(
-                    f"could not load version {request.version} from {source}; still serving version "
-                    f"{serving}: {exc}"
-                ) from None
-            seconds = time.perf_counter() - started
-        self.metrics.weight_loads.labels("ok").inc()
-        self.metrics.weights_version.set(request.version)
-        self.metrics.load_seconds.set(seconds)
-        self.metrics.load_bytes_per_second.set(staged.bytes / seconds if seconds > 0 else 0)
+        except WeightsError as exc:
+            self.metrics.weight_loads.labels("failed").inc()
+            log.warning(
+                "weights rejected",
+                extra={
+                    "fields": {"source": source, "line": name, "error": str(exc), "serving_version": serving}
+                },
+            )
+            still = f"still serving version {serving}" if line is not None else "the line was not created"
+            raise RequestError.precondition(
+                f"could not load version {request.version} of {line_label(name)} from {source}; "
+                f"{still}: {exc}"
+            ) from None
+        seconds = time.perf_counter() - started
+        self.metrics.loaded(name, request.version, seconds, staged.bytes, len(self.lines))
         log.info(
             "weights loaded",
             extra={
                 "fields": {
                     "version": request.version,
+                    "line": name,
                     "source": source,
                     "bytes": staged.bytes,
                     "checksum": staged.checksum,
@@ -337,10 +307,19 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
             version=request.version, load_seconds=seconds, bytes=staged.bytes, checksum=staged.checksum
         )
 
+    def _evicted(self, name: str, for_line: str) -> None:
+        self.backend.drop_line(name)
+        self.metrics.evicted(name)
+        log.warning(
+            "policy line evicted",
+            extra={"fields": {"line": name, "for": for_line, "max_lines": self.config.max_lines}},
+        )
+
     async def Info(
         self, request: common_pb2.InfoRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ServiceInfo:
-        gate, limits = self._ready()
+        default, limits = self._ready()
+        gate = default.gate
         weights = gate.current
         details = {
             **self.backend.describe(),
@@ -357,15 +336,19 @@ class SamplerService(Service, sampler_pb2_grpc.SamplerServicer):
             random_weights=not self.config.model_path and weights.version == 0,
             limits={**limits.as_info(), "max_message_bytes": self.config.max_message_bytes},
             details=details,
-            models=[
-                common_pb2.ServedModel(
-                    kind="policy",
-                    version=weights.version,
-                    path=weights.path,
-                    checksum=weights.checksum,
-                    dtype=self.backend.served_dtype(),
-                )
-            ],
+            models=[self._served(default), *(self._served(line) for _, line in self.lines.items())],
+        )
+
+    def _served(self, line: PolicyLine) -> common_pb2.ServedModel:
+        weights = line.gate.current
+        return common_pb2.ServedModel(
+            kind="policy",
+            version=weights.version,
+            path=weights.path,
+            checksum=weights.checksum,
+            dtype=self.backend.served_dtype(),
+            line=line.name,
+            bytes=self.backend.line_bytes(line.name),
         )
 
 

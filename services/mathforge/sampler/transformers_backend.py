@@ -4,8 +4,10 @@
 Each call keeps the model object it was admitted with, so a new checkpoint is loaded beside the
 serving one and swapped in by reference: calls in flight finish on the old model and nothing waits.
 Weights streamed over the collective are received in place into a standby copy of the model (the
-one retired by the previous swap, once no call samples from it), so a run keeps two copies, not a
-new one per version.
+one retired by the previous streamed swap, once no call samples from it), so a streaming run keeps
+two copies, not a new one per version; a line loaded from paths keeps one.
+Policy lines (several policies in one service, service.py) are one serving model each (and a
+standby while streamed); their calls share the one decode worker, never a batch.
 With no model path it builds the package's tokenizer and a randomly initialised preset model from a
 fixed seed, so the service runs on a fresh machine without downloads.
 """
@@ -16,6 +18,7 @@ import asyncio
 import copy
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,22 @@ def checkpoint_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
 
 
+def model_bytes(model: PreTrainedModel | None) -> int:
+    """Bytes of a model's parameters and buffers."""
+    if model is None:
+        return 0
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+@dataclass
+class LineModels:
+    """One policy line's models: the one serving and, for streamed versions, the standby copy the
+    next version is received into."""
+
+    serving: PreTrainedModel
+    standby: PreTrainedModel | None = None
+
+
 class TransformersBackend(SamplerBackend):
     """Samples from a transformers model on CPU (or one CUDA device) with a KV cache."""
 
@@ -78,8 +97,7 @@ class TransformersBackend(SamplerBackend):
         self.batch_wait_s = batch_wait_s
         self.worker: DecodeWorker | None = None
         self.eos_ids: set[int] = set()
-        self.serving: PreTrainedModel | None = None
-        self.standby: PreTrainedModel | None = None
+        self.lines: dict[str, LineModels] = {}  # "" = the default line, set by start()
         self.initial_checksum = ""
         self._users: dict[int, int] = {}  # id(model) -> calls sampling from it
 
@@ -112,7 +130,7 @@ class TransformersBackend(SamplerBackend):
         self.vocab_size = int(model.config.vocab_size)
         self.eos_ids = _eos_ids(model, tokenizer)
         self.worker = DecodeWorker(self._run_batch, self.max_batch_rows, self.batch_wait_s)
-        self.serving = model
+        self.lines[""] = LineModels(model)
         self.initial_checksum = await asyncio.to_thread(weights_checksum, served_tensors(model))
         return model
 
@@ -142,24 +160,39 @@ class TransformersBackend(SamplerBackend):
             path, checkpoint_bytes(path), time.perf_counter() - started, payload=model, checksum=checksum
         )
 
-    async def stage_stream(self, stream: Any, receiver: Any) -> StagedWeights:
+    async def stage_stream(self, stream: Any, receiver: Any, line: str = "") -> StagedWeights:
         started = time.perf_counter()
-        standby = self.standby
+        held = self.lines.get(line)
+        standby = held.standby if held is not None else None
         if standby is None or self._users.get(id(standby)):
-            assert self.serving is not None
-            standby = await asyncio.to_thread(copy.deepcopy, self.serving)
-        self.standby = None  # being overwritten: never handed out again unless it stages whole
+            # a new line takes the default line's layout; the stream overwrites every tensor
+            template = held.serving if held is not None else self.lines[""].serving
+            standby = await asyncio.to_thread(copy.deepcopy, template)
+        if held is not None:
+            held.standby = None  # being overwritten: never handed out again unless it stages whole
         received = await asyncio.to_thread(receiver.receive, stream, served_tensors(standby))
         seconds = time.perf_counter() - started
         return StagedWeights("", received.bytes, seconds, payload=standby, checksum=received.checksum)
 
-    async def activate(self, staged: StagedWeights) -> PreTrainedModel:
+    async def activate(self, staged: StagedWeights, line: str = "") -> PreTrainedModel:
         model: PreTrainedModel = staged.payload
-        self.standby, self.serving = self.serving, model
+        held = self.lines.get(line)
+        # only a streamed line receives into its retired copy; a path load reads a fresh one
+        standby = held.serving if held is not None and not staged.path else None
+        self.lines[line] = LineModels(model, standby)
         return model
 
+    def drop_line(self, line: str) -> None:
+        if line:
+            self.lines.pop(line, None)  # calls in flight keep their model until they end
+
+    def line_bytes(self, line: str = "") -> int:
+        held = self.lines.get(line)
+        return model_bytes(held.serving) + model_bytes(held.standby) if held is not None else 0
+
     def served_dtype(self) -> str:
-        return dtype_name(next(self.serving.parameters()).dtype) if self.serving is not None else self.dtype
+        held = self.lines.get("")
+        return dtype_name(next(held.serving.parameters()).dtype) if held is not None else self.dtype
 
     # ---- sampling -------------------------------------------------------------------------
     async def generate(self, job: GenerationJob, weights: Any, on_sample: SampleCallback) -> None:

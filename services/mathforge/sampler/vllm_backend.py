@@ -112,6 +112,9 @@ class VllmBackend(SamplerBackend):
 
     name = "vllm"
     swap_drains = True
+    #: One engine holds one set of weights: a second policy would need a second engine (its own GPU
+    #: memory share), so the service refuses named policy lines; run one sampler per line instead.
+    supports_lines = False
 
     def __init__(
         self,
@@ -234,7 +237,7 @@ class VllmBackend(SamplerBackend):
         size = sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
         return StagedWeights(path, size, time.perf_counter() - started)
 
-    async def stage_stream(self, stream: Any, receiver: Any) -> StagedWeights:
+    async def stage_stream(self, stream: Any, receiver: Any, line: str = "") -> StagedWeights:
         """Checks the streamed tensors against the serving checkpoint's and joins the trainer's
         group when it is new; the weights themselves arrive in `activate`, after the drain."""
         started = time.perf_counter()
@@ -294,7 +297,7 @@ class VllmBackend(SamplerBackend):
     async def _reload(self, path: str) -> None:
         await self.engine.collective_rpc(RELOAD_METHOD, kwargs={"weights_path": path})
 
-    async def activate(self, staged: StagedWeights) -> str:
+    async def activate(self, staged: StagedWeights, line: str = "") -> str:
         if not staged.path:  # streamed: received in place, nothing on disk to fall back to
             try:
                 await self._receive(staged.payload)

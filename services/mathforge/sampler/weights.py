@@ -4,6 +4,7 @@
     async with gate.use() as weights:          # a call: weights.version tags its completions
         ...
     await gate.swap(activate)                   # LoadWeights, after the checkpoint was staged
+    line = PolicyLine("run-a", gate, StreamReceiver())   # one policy line of the service
 
 A call keeps the weights it was admitted with until it ends. For a backend that can hold two models
 (transformers) the swap is one reference assignment: later calls get the new weights at once. For a
@@ -79,3 +80,19 @@ class WeightsGate:
             finally:
                 self._swapping = False
                 self._changed.notify_all()
+
+
+@dataclass
+class PolicyLine:
+    """One policy line of the service (the default line "" or a named one): its weights gate, the
+    lock that orders its loads and the receiver that keeps its collective transfer group."""
+
+    name: str
+    gate: WeightsGate
+    receiver: Any
+    load_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def busy(self) -> bool:
+        """A call samples from it or a load into it runs: not to be evicted now."""
+        return self.gate.in_flight > 0 or self.load_lock.locked()

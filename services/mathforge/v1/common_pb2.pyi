@@ -57,15 +57,19 @@ class ServiceInfo(_message.Message):
     def __init__(self, service: _Optional[str] = ..., software_version: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[int] = ..., backend: _Optional[str] = ..., random_weights: _Optional[bool] = ..., limits: _Optional[_Mapping[str, int]] = ..., details: _Optional[_Mapping[str, str]] = ..., models: _Optional[_Iterable[_Union[ServedModel, _Mapping]]] = ...) -> None: ...
 
 class ServedModel(_message.Message):
-    __slots__ = ("kind", "version", "path", "checksum", "dtype")
+    __slots__ = ("kind", "version", "path", "checksum", "dtype", "line", "bytes")
     KIND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
     kind: str
     version: int
     path: str
     checksum: str
     dtype: str
-    def __init__(self, kind: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ..., checksum: _Optional[str] = ..., dtype: _Optional[str] = ...) -> None: ...
+    line: str
+    bytes: int
+    def __init__(self, kind: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ..., checksum: _Optional[str] = ..., dtype: _Optional[str] = ..., line: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...

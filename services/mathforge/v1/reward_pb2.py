@@ -26,7 +26,7 @@ from mathforge.v1 import common_pb2 as mathforge_dot_v1_dot_common__pb2
 from mathforge.v1 import evaluator_pb2 as mathforge_dot_v1_dot_evaluator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mathforge/v1/reward.proto\x12\x0cmathforge.v1\x1a\x19mathforge/v1/common.proto\x1a\x1cmathforge/v1/evaluator.proto\"C\n\nRewardItem\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x10\n\x08response\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\"\x90\x02\n\rRewardRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.mathforge.v1.RewardItem\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.mathforge.v1.RewardKind\x12\x39\n\x07weights\x18\x03 \x03(\x0b\x32(.mathforge.v1.RewardRequest.WeightsEntry\x12\x16\n\x0e\x66ormat_penalty\x18\x04 \x01(\x02\x12+\n\x06policy\x18\x05 \x01(\x0b\x32\x1b.mathforge.v1.GradingPolicy\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"j\n\nStepReward\x12\x0e\n\x06reward\x18\x01 \x01(\x02\x12\x13\n\x0btoken_start\x18\x02 \x01(\x05\x12\x11\n\ttoken_end\x18\x03 \x01(\x05\x12\x12\n\nchar_start\x18\x04 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x05 \x01(\x05\"r\n\x0cRewardResult\x12\x0e\n\x06reward\x18\x01 \x01(\x02\x12\'\n\x05steps\x18\x02 \x03(\x0b\x32\x18.mathforge.v1.StepReward\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x08\x12\x18\n\x10\x65xtracted_answer\x18\x04 \x01(\t\"\xbc\x01\n\x0eRewardResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mathforge.v1.RewardResult\x12G\n\x0emodel_versions\x18\x02 \x03(\x0b\x32/.mathforge.v1.RewardResponse.ModelVersionsEntry\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"E\n\x16LoadRewardModelRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04path\x18\x03 \x01(\t\"N\n\x17LoadRewardModelResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0cload_seconds\x18\x03 \x01(\x01*M\n\nRewardKind\x12\x0f\n\x0bREWARD_RULE\x10\x00\x12\x0e\n\nREWARD_ORM\x10\x01\x12\x0e\n\nREWARD_PRM\x10\x02\x12\x0e\n\nREWARD_MIX\x10\x03\x32\xe4\x01\n\x06Reward\x12\x42\n\x05Score\x12\x1b.mathforge.v1.RewardRequest\x1a\x1c.mathforge.v1.RewardResponse\x12X\n\tLoadModel\x12$.mathforge.v1.LoadRewardModelRequest\x1a%.mathforge.v1.LoadRewardModelResponse\x12<\n\x04Info\x12\x19.mathforge.v1.InfoRequest\x1a\x19.mathforge.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mathforge/v1/reward.proto\x12\x0cmathforge.v1\x1a\x19mathforge/v1/common.proto\x1a\x1cmathforge/v1/evaluator.proto\"C\n\nRewardItem\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x10\n\x08response\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\"\x9e\x02\n\rRewardRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.mathforge.v1.RewardItem\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.mathforge.v1.RewardKind\x12\x39\n\x07weights\x18\x03 \x03(\x0b\x32(.mathforge.v1.RewardRequest.WeightsEntry\x12\x16\n\x0e\x66ormat_penalty\x18\x04 \x01(\x02\x12+\n\x06policy\x18\x05 \x01(\x0b\x32\x1b.mathforge.v1.GradingPolicy\x12\x0c\n\x04line\x18\x06 \x01(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"j\n\nStepReward\x12\x0e\n\x06reward\x18\x01 \x01(\x02\x12\x13\n\x0btoken_start\x18\x02 \x01(\x05\x12\x11\n\ttoken_end\x18\x03 \x01(\x05\x12\x12\n\nchar_start\x18\x04 \x01(\x05\x12\x10\n\x08\x63har_end\x18\x05 \x01(\x05\"r\n\x0cRewardResult\x12\x0e\n\x06reward\x18\x01 \x01(\x02\x12\'\n\x05steps\x18\x02 \x03(\x0b\x32\x18.mathforge.v1.StepReward\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x08\x12\x18\n\x10\x65xtracted_answer\x18\x04 \x01(\t\"\xbc\x01\n\x0eRewardResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mathforge.v1.RewardResult\x12G\n\x0emodel_versions\x18\x02 \x03(\x0b\x32/.mathforge.v1.RewardResponse.ModelVersionsEntry\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"S\n\x16LoadRewardModelRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\t\"N\n\x17LoadRewardModelResponse\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0cload_seconds\x18\x03 \x01(\x01*M\n\nRewardKind\x12\x0f\n\x0bREWARD_RULE\x10\x00\x12\x0e\n\nREWARD_ORM\x10\x01\x12\x0e\n\nREWARD_PRM\x10\x02\x12\x0e\n\nREWARD_MIX\x10\x03\x32\xe4\x01\n\x06Reward\x12\x42\n\x05Score\x12\x1b.mathforge.v1.RewardRequest\x1a\x1c.mathforge.v1.RewardResponse\x12X\n\tLoadModel\x12$.mathforge.v1.LoadRewardModelRequest\x1a%.mathforge.v1.LoadRewardModelResponse\x12<\n\x04Info\x12\x19.mathforge.v1.InfoRequest\x1a\x19.mathforge.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,26 +37,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REWARDREQUEST_WEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_REWARDRESPONSE_MODELVERSIONSENTRY']._loaded_options = None
   _globals['_REWARDRESPONSE_MODELVERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_REWARDKIND']._serialized_start=1010
-  _globals['_REWARDKIND']._serialized_end=1087
+  _globals['_REWARDKIND']._serialized_start=1038
+  _globals['_REWARDKIND']._serialized_end=1115
   _globals['_REWARDITEM']._serialized_start=100
   _globals['_REWARDITEM']._serialized_end=167
   _globals['_REWARDREQUEST']._serialized_start=170
-  _globals['_REWARDREQUEST']._serialized_end=442
-  _globals['_REWARDREQUEST_WEIGHTSENTRY']._serialized_start=396
-  _globals['_REWARDREQUEST_WEIGHTSENTRY']._serialized_end=442
-  _globals['_STEPREWARD']._serialized_start=444
-  _globals['_STEPREWARD']._serialized_end=550
-  _globals['_REWARDRESULT']._serialized_start=552
-  _globals['_REWARDRESULT']._serialized_end=666
-  _globals['_REWARDRESPONSE']._serialized_start=669
-  _globals['_REWARDRESPONSE']._serialized_end=857
-  _globals['_REWARDRESPONSE_MODELVERSIONSENTRY']._serialized_start=805
-  _globals['_REWARDRESPONSE_MODELVERSIONSENTRY']._serialized_end=857
-  _globals['_LOADREWARDMODELREQUEST']._serialized_start=859
-  _globals['_LOADREWARDMODELREQUEST']._serialized_end=928
-  _globals['_LOADREWARDMODELRESPONSE']._serialized_start=930
-  _globals['_LOADREWARDMODELRESPONSE']._serialized_end=1008
-  _globals['_REWARD']._serialized_start=1090
-  _globals['_REWARD']._serialized_end=1318
+  _globals['_REWARDREQUEST']._serialized_end=456
+  _globals['_REWARDREQUEST_WEIGHTSENTRY']._serialized_start=410
+  _globals['_REWARDREQUEST_WEIGHTSENTRY']._serialized_end=456
+  _globals['_STEPREWARD']._serialized_start=458
+  _globals['_STEPREWARD']._serialized_end=564
+  _globals['_REWARDRESULT']._serialized_start=566
+  _globals['_REWARDRESULT']._serialized_end=680
+  _globals['_REWARDRESPONSE']._serialized_start=683
+  _globals['_REWARDRESPONSE']._serialized_end=871
+  _globals['_REWARDRESPONSE_MODELVERSIONSENTRY']._serialized_start=819
+  _globals['_REWARDRESPONSE_MODELVERSIONSENTRY']._serialized_end=871
+  _globals['_LOADREWARDMODELREQUEST']._serialized_start=873
+  _globals['_LOADREWARDMODELREQUEST']._serialized_end=956
+  _globals['_LOADREWARDMODELRESPONSE']._serialized_start=958
+  _globals['_LOADREWARDMODELRESPONSE']._serialized_end=1036
+  _globals['_REWARD']._serialized_start=1118
+  _globals['_REWARD']._serialized_end=1346
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,7 @@ class RewardItem(_message.Message):
     def __init__(self, question: _Optional[str] = ..., response: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
-    __slots__ = ("items", "kind", "weights", "format_penalty", "policy")
+    __slots__ = ("items", "kind", "weights", "format_penalty", "policy", "line")
     class WeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,12 +44,14 @@ class RewardRequest(_message.Message):
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_PENALTY_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RewardItem]
     kind: RewardKind
     weights: _containers.ScalarMap[str, float]
     format_penalty: float
     policy: _evaluator_pb2.GradingPolicy
-    def __init__(self, items: _Optional[_Iterable[_Union[RewardItem, _Mapping]]] = ..., kind: _Optional[_Union[RewardKind, str]] = ..., weights: _Optional[_Mapping[str, float]] = ..., format_penalty: _Optional[float] = ..., policy: _Optional[_Union[_evaluator_pb2.GradingPolicy, _Mapping]] = ...) -> None: ...
+    line: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RewardItem, _Mapping]]] = ..., kind: _Optional[_Union[RewardKind, str]] = ..., weights: _Optional[_Mapping[str, float]] = ..., format_penalty: _Optional[float] = ..., policy: _Optional[_Union[_evaluator_pb2.GradingPolicy, _Mapping]] = ..., line: _Optional[str] = ...) -> None: ...
 
 class StepReward(_message.Message):
     __slots__ = ("reward", "token_start", "token_end", "char_start", "char_end")
@@ -93,14 +95,16 @@ class RewardResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RewardResult, _Mapping]]] = ..., model_versions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class LoadRewardModelRequest(_message.Message):
-    __slots__ = ("kind", "version", "path")
+    __slots__ = ("kind", "version", "path", "line")
     KIND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     version: int
     path: str
-    def __init__(self, kind: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ...) -> None: ...
+    line: str
+    def __init__(self, kind: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ..., line: _Optional[str] = ...) -> None: ...
 
 class LoadRewardModelResponse(_message.Message):
     __slots__ = ("kind", "version", "load_seconds")

@@ -73,6 +73,13 @@ class RewardServicer:
         the old model. A version not greater than the serving one is INVALID_ARGUMENT; a model that
         fails to load (missing, corrupt, or of the other kind) is FAILED_PRECONDITION and the old one
         keeps serving.
+
+        Lines: LoadModel with a `line` name keeps that ORM or PRM for the named line only (e.g. one
+        iterative-RL run's retrained PRM), with versions of its own; Score with that line uses it, and
+        the default line's model (the one the service started with, or loaded with no line) for a kind
+        the line has none of. At most --max-lines named lines hold models: loading into one more evicts
+        the least recently used named line with no call in flight (its Score calls then get the default
+        line's models, and the versions in the response say so), RESOURCE_EXHAUSTED when all are busy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

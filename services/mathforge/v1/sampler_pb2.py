@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mathforge.v1 import common_pb2 as mathforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amathforge/v1/sampler.proto\x12\x0cmathforge.v1\x1a\x19mathforge/v1/common.proto\")\n\x06Prompt\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\"\x8c\x01\n\x0eSamplingParams\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xc2\x01\n\x0fGenerateRequest\x12%\n\x07prompts\x18\x01 \x03(\x0b\x32\x14.mathforge.v1.Prompt\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.mathforge.v1.SamplingParams\x12\x1c\n\x0frequire_version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0bmin_version\x18\x04 \x01(\x03H\x01\x88\x01\x01\x42\x12\n\x10_require_versionB\x0e\n\x0c_min_version\"\x9b\x01\n\nCompletion\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\x14\n\x0csample_index\x18\x02 \x01(\x05\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\x12\x17\n\x0fweights_version\x18\x07 \x01(\x03\"W\n\x0cPromptResult\x12\x18\n\x10prompt_token_ids\x18\x01 \x03(\x05\x12-\n\x0b\x63ompletions\x18\x02 \x03(\x0b\x32\x18.mathforge.v1.Completion\"X\n\x10GenerateResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mathforge.v1.PromptResult\x12\x17\n\x0fweights_version\x18\x02 \x01(\x03\"_\n\x12LoadWeightsRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12*\n\x06stream\x18\x03 \x01(\x0b\x32\x1a.mathforge.v1.WeightStream\"\xd1\x01\n\x0cWeightStream\x12\x15\n\rstore_address\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nworld_size\x18\x03 \x01(\x05\x12\x0c\n\x04rank\x18\x04 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12)\n\x07tensors\x18\x06 \x03(\x0b\x32\x18.mathforge.v1.TensorSpec\x12\x15\n\rbucket_starts\x18\x07 \x03(\x05\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\x12\x10\n\x08\x63hecksum\x18\t \x01(\t\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"]\n\x13LoadWeightsResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\t2\xb3\x02\n\x07Sampler\x12I\n\x08Generate\x12\x1d.mathforge.v1.GenerateRequest\x1a\x1e.mathforge.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1d.mathforge.v1.GenerateRequest\x1a\x18.mathforge.v1.Completion0\x01\x12R\n\x0bLoadWeights\x12 .mathforge.v1.LoadWeightsRequest\x1a!.mathforge.v1.LoadWeightsResponse\x12<\n\x04Info\x12\x19.mathforge.v1.InfoRequest\x1a\x19.mathforge.v1.ServiceInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amathforge/v1/sampler.proto\x12\x0cmathforge.v1\x1a\x19mathforge/v1/common.proto\")\n\x06Prompt\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\"\x8c\x01\n\x0eSamplingParams\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x0c\n\x04stop\x18\x06 \x03(\t\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xd0\x01\n\x0fGenerateRequest\x12%\n\x07prompts\x18\x01 \x03(\x0b\x32\x14.mathforge.v1.Prompt\x12,\n\x06params\x18\x02 \x01(\x0b\x32\x1c.mathforge.v1.SamplingParams\x12\x1c\n\x0frequire_version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0bmin_version\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x0c\n\x04line\x18\x05 \x01(\tB\x12\n\x10_require_versionB\x0e\n\x0c_min_version\"\x9b\x01\n\nCompletion\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\x14\n\x0csample_index\x18\x02 \x01(\x05\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\x12\x17\n\x0fweights_version\x18\x07 \x01(\x03\"W\n\x0cPromptResult\x12\x18\n\x10prompt_token_ids\x18\x01 \x03(\x05\x12-\n\x0b\x63ompletions\x18\x02 \x03(\x0b\x32\x18.mathforge.v1.Completion\"X\n\x10GenerateResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.mathforge.v1.PromptResult\x12\x17\n\x0fweights_version\x18\x02 \x01(\x03\"m\n\x12LoadWeightsRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12*\n\x06stream\x18\x03 \x01(\x0b\x32\x1a.mathforge.v1.WeightStream\x12\x0c\n\x04line\x18\x04 \x01(\t\"\xd1\x01\n\x0cWeightStream\x12\x15\n\rstore_address\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x12\n\nworld_size\x18\x03 \x01(\x05\x12\x0c\n\x04rank\x18\x04 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12)\n\x07tensors\x18\x06 \x03(\x0b\x32\x18.mathforge.v1.TensorSpec\x12\x15\n\rbucket_starts\x18\x07 \x03(\x05\x12\x11\n\ttimeout_s\x18\x08 \x01(\x01\x12\x10\n\x08\x63hecksum\x18\t \x01(\t\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"]\n\x13LoadWeightsResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x14\n\x0cload_seconds\x18\x02 \x01(\x01\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\t2\xb3\x02\n\x07Sampler\x12I\n\x08Generate\x12\x1d.mathforge.v1.GenerateRequest\x1a\x1e.mathforge.v1.GenerateResponse\x12K\n\x0eGenerateStream\x12\x1d.mathforge.v1.GenerateRequest\x1a\x18.mathforge.v1.Completion0\x01\x12R\n\x0bLoadWeights\x12 .mathforge.v1.LoadWeightsRequest\x1a!.mathforge.v1.LoadWeightsResponse\x12<\n\x04Info\x12\x19.mathforge.v1.InfoRequest\x1a\x19.mathforge.v1.ServiceInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,21 +37,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLINGPARAMS']._serialized_start=115
   _globals['_SAMPLINGPARAMS']._serialized_end=255
   _globals['_GENERATEREQUEST']._serialized_start=258
-  _globals['_GENERATEREQUEST']._serialized_end=452
-  _globals['_COMPLETION']._serialized_start=455
-  _globals['_COMPLETION']._serialized_end=610
-  _globals['_PROMPTRESULT']._serialized_start=612
-  _globals['_PROMPTRESULT']._serialized_end=699
-  _globals['_GENERATERESPONSE']._serialized_start=701
-  _globals['_GENERATERESPONSE']._serialized_end=789
-  _globals['_LOADWEIGHTSREQUEST']._serialized_start=791
-  _globals['_LOADWEIGHTSREQUEST']._serialized_end=886
-  _globals['_WEIGHTSTREAM']._serialized_start=889
-  _globals['_WEIGHTSTREAM']._serialized_end=1098
-  _globals['_TENSORSPEC']._serialized_start=1100
-  _globals['_TENSORSPEC']._serialized_end=1156
-  _globals['_LOADWEIGHTSRESPONSE']._serialized_start=1158
-  _globals['_LOADWEIGHTSRESPONSE']._serialized_end=1251
-  _globals['_SAMPLER']._serialized_start=1254
-  _globals['_SAMPLER']._serialized_end=1561
+  _globals['_GENERATEREQUEST']._serialized_end=466
+  _globals['_COMPLETION']._serialized_start=469
+  _globals['_COMPLETION']._serialized_end=624
+  _globals['_PROMPTRESULT']._serialized_start=626
+  _globals['_PROMPTRESULT']._serialized_end=713
+  _globals['_GENERATERESPONSE']._serialized_start=715
+  _globals['_GENERATERESPONSE']._serialized_end=803
+  _globals['_LOADWEIGHTSREQUEST']._serialized_start=805
+  _globals['_LOADWEIGHTSREQUEST']._serialized_end=914
+  _globals['_WEIGHTSTREAM']._serialized_start=917
+  _globals['_WEIGHTSTREAM']._serialized_end=1126
+  _globals['_TENSORSPEC']._serialized_start=1128
+  _globals['_TENSORSPEC']._serialized_end=1184
+  _globals['_LOADWEIGHTSRESPONSE']._serialized_start=1186
+  _globals['_LOADWEIGHTSRESPONSE']._serialized_end=1279
+  _globals['_SAMPLER']._serialized_start=1282
+  _globals['_SAMPLER']._serialized_end=1589
 # @@protoc_insertion_point(module_scope)

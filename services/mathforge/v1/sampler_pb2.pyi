@@ -34,16 +34,18 @@ class SamplingParams(_message.Message):
     def __init__(self, n: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompts", "params", "require_version", "min_version")
+    __slots__ = ("prompts", "params", "require_version", "min_version", "line")
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_VERSION_FIELD_NUMBER: _ClassVar[int]
     MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
     prompts: _containers.RepeatedCompositeFieldContainer[Prompt]
     params: SamplingParams
     require_version: int
     min_version: int
-    def __init__(self, prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., require_version: _Optional[int] = ..., min_version: _Optional[int] = ...) -> None: ...
+    line: str
+    def __init__(self, prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., require_version: _Optional[int] = ..., min_version: _Optional[int] = ..., line: _Optional[str] = ...) -> None: ...
 
 class Completion(_message.Message):
     __slots__ = ("prompt_index", "sample_index", "token_ids", "logprobs", "text", "finish_reason", "weights_version")
@@ -80,14 +82,16 @@ class GenerateResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[PromptResult, _Mapping]]] = ..., weights_version: _Optional[int] = ...) -> None: ...
 
 class LoadWeightsRequest(_message.Message):
-    __slots__ = ("version", "path", "stream")
+    __slots__ = ("version", "path", "stream", "line")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
     version: int
     path: str
     stream: WeightStream
-    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ..., stream: _Optional[_Union[WeightStream, _Mapping]] = ...) -> None: ...
+    line: str
+    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ..., stream: _Optional[_Union[WeightStream, _Mapping]] = ..., line: _Optional[str] = ...) -> None: ...
 
 class WeightStream(_message.Message):
     __slots__ = ("store_address", "group_id", "world_size", "rank", "backend", "tensors", "bucket_starts", "timeout_s", "checksum")

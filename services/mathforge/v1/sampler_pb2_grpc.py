@@ -82,13 +82,23 @@ class SamplerServicer:
         mode). Calls in flight finish on the old weights; later calls use the new. Weights that fail to
         load or to match their checksum are FAILED_PRECONDITION and the old weights keep serving. A
         version not greater than the current one is INVALID_ARGUMENT.
+
+        Policy lines: one sampler serves several independent policies at once (e.g. the runs of one
+        experiment), each a named `line` with versions of its own. The empty name is the default line:
+        the weights the service started with, and the only line of a caller that names none. A named
+        line exists once LoadWeights loaded it; Generate on a line not loaded (never, or evicted) is
+        FAILED_PRECONDITION, like a replica that restarted. At most --max-lines named lines are held:
+        loading one more evicts the least recently used named line with no call in flight, and is
+        RESOURCE_EXHAUSTED when every one is busy. A backend that holds one set of weights (vllm)
+        answers INVALID_ARGUMENT to a named line.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Info(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every line's policy is one ServedModel (kind "policy", its `line`), the default line first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -5,6 +5,10 @@ with RewardClient("127.0.0.1:50053") as reward:
     results = reward.score(items, kind="mix", weights={"rule": 1.0, "prm": 0.5})
     results[0].reward, [s.reward for s in results[0].steps]
     reward.load_model("orm", version=3, path="/checkpoints/rm/iter-3")
+
+with RewardClient("127.0.0.1:50053", line="iterative-seed0") as run:   # one line of a shared service
+    run.load_model("prm", version=1, path="/runs/iterative-seed0/reward-model/iteration-1")
+    run.score(items, kind="prm")        # this line's PRM; the default line's ORM if it loaded none
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from mathforge.runtime.client import ServiceClient
 from mathforge.runtime.clients.evaluator import policy_message
+from mathforge.runtime.lines import DEFAULT_LINE
 from mathforge.v1 import reward_pb2, reward_pb2_grpc
 
 KINDS = {
@@ -58,8 +63,15 @@ class ScoreResult:
 
 
 class RewardClient(ServiceClient):
+    """`line`: the reward-model line every call of this client scores with, loads into and asks
+    about (reward.proto; empty = the default line)."""
+
     service_name = "mathforge.v1.Reward"
     stub_class = reward_pb2_grpc.RewardStub
+
+    def __init__(self, target: str, *, line: str = DEFAULT_LINE, **options: Any):
+        super().__init__(target, **options)
+        self.line = line
 
     def score(
         self,
@@ -99,7 +111,9 @@ class RewardClient(ServiceClient):
     def send(
         self, request: reward_pb2.RewardRequest, timeout_s: float | None = None
     ) -> reward_pb2.RewardResponse:
-        """Sends a ready RewardRequest; the raw RewardResponse."""
+        """Sends a ready RewardRequest (on this client's line unless it names one); the raw response."""
+        if not request.line:
+            request.line = self.line
         return self.call(self.stub.Score, request, timeout_s=timeout_s)
 
     def rule(
@@ -118,9 +132,14 @@ class RewardClient(ServiceClient):
 
     def load_model(self, kind: str, version: int, path: str, timeout_s: float = 600.0) -> float:
         """Switches the served ORM or PRM to the model at `path` as `version`; returns load seconds."""
-        request = reward_pb2.LoadRewardModelRequest(kind=kind, version=version, path=path)
+        request = reward_pb2.LoadRewardModelRequest(kind=kind, version=version, path=path, line=self.line)
         return float(self.call(self.stub.LoadModel, request, timeout_s=timeout_s).load_seconds)
 
     def model_versions(self, timeout_s: float | None = None) -> dict[str, int]:
-        """{kind: version} of the reward models this replica serves (from Info's typed models)."""
-        return {m.kind: int(m.version) for m in self.info(timeout_s).models}
+        """{kind: version} of the reward models this replica scores this client's line with (from
+        Info's typed models: the line's own, else the default line's)."""
+        models = self.info(timeout_s).models
+        versions = {m.kind: int(m.version) for m in models if m.line == DEFAULT_LINE}
+        if self.line:
+            versions.update({m.kind: int(m.version) for m in models if m.line == self.line})
+        return versions

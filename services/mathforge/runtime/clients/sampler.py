@@ -5,16 +5,22 @@ with SamplerClient("127.0.0.1:50054") as sampler:
     for completion in sampler.generate_stream(["2+2="], n=8, temperature=1.0, seed=7): ...
     sampler.load_weights(3, "/shared/policy/step-3")      # version must increase
     sampler.policy().version, sampler.policy().checksum   # what it serves
+
+with SamplerClient("127.0.0.1:50054", line="grpo-seed1") as run:   # one policy line of a shared sampler
+    run.load_weights(1, "/shared/runs/grpo-seed1/v-00000001")     # every call names the line
+    run.generate_texts(["2+2="], n=4, temperature=1.0)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from mathforge.runtime.client import ServiceClient
+from mathforge.runtime.lines import DEFAULT_LINE
 from mathforge.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
 
@@ -61,8 +67,15 @@ def generate_request(
 
 
 class SamplerClient(ServiceClient):
+    """`line`: the policy line every call of this client samples from, loads and asks about
+    (sampler.proto; empty = the default line)."""
+
     service_name = "mathforge.v1.Sampler"
     stub_class = sampler_pb2_grpc.SamplerStub
+
+    def __init__(self, target: str, *, line: str = DEFAULT_LINE, **options: Any):
+        super().__init__(target, **options)
+        self.line = line
 
     def generate(
         self,
@@ -87,7 +100,9 @@ class SamplerClient(ServiceClient):
     def send(
         self, request: sampler_pb2.GenerateRequest, timeout_s: float | None = None
     ) -> sampler_pb2.GenerateResponse:
-        """Sends a ready GenerateRequest."""
+        """Sends a ready GenerateRequest (on this client's line unless the request names one)."""
+        if not request.line:
+            request.line = self.line
         return self.call(self.stub.Generate, request, timeout_s=timeout_s)
 
     def generate_stream(
@@ -108,6 +123,7 @@ class SamplerClient(ServiceClient):
         request = generate_request(
             prompts, n, temperature, top_p, top_k, max_tokens, stop, seed, require_version
         )
+        request.line = self.line
         yield from self.stream(self.stub.GenerateStream, request, timeout_s=timeout_s)
 
     def generate_samples(
@@ -131,7 +147,7 @@ class SamplerClient(ServiceClient):
         self, version: int, path: str, timeout_s: float = 600.0
     ) -> sampler_pb2.LoadWeightsResponse:
         """Swaps in the checkpoint at `path` as `version` (must be greater than the serving one)."""
-        request = sampler_pb2.LoadWeightsRequest(version=version, path=path)
+        request = sampler_pb2.LoadWeightsRequest(version=version, path=path, line=self.line)
         return self.call(self.stub.LoadWeights, request, timeout_s=timeout_s)
 
     def load_weights_stream(
@@ -139,12 +155,13 @@ class SamplerClient(ServiceClient):
     ) -> grpc.Future:
         """Starts LoadWeights in the collective mode and returns its future at once: the call only
         ends after the trainer has broadcast every bucket, so the trainer sends while it waits."""
-        request = sampler_pb2.LoadWeightsRequest(version=version, stream=stream)
+        request = sampler_pb2.LoadWeightsRequest(version=version, stream=stream, line=self.line)
         return self.stub.LoadWeights.future(request, timeout=timeout_s)
 
     def policy(self, timeout_s: float | None = None) -> common_pb2.ServedModel:
-        """The policy this replica serves: version, checksum, dtype, path."""
+        """The policy this replica serves on this client's line: version, checksum, dtype, path
+        (version 0 and no path for a named line not loaded)."""
         for model in self.info(timeout_s).models:
-            if model.kind == "policy":
+            if model.kind == "policy" and model.line == self.line:
                 return model
-        return common_pb2.ServedModel(kind="policy")
+        return common_pb2.ServedModel(kind="policy", line=self.line)

@@ -120,6 +120,11 @@ class ServicesConfig:
         "reward replicas: dns:///<headless service>:<port> (in a cluster dns:///mathforge-reward:50053) "
         "or a comma-separated list of host:port",
     )
+    policy_line: str = option(
+        "",
+        "this run's line in shared sampler and reward services (e.g. grpo-seed1): its own policy "
+        "versions and reward models beside other runs' (docs/services.md); empty = the default line",
+    )
     replica_refresh_s: float = option(30.0, "how often the replicas behind a dns:/// target are looked up")
     generate_timeout_s: float = option(600.0, "deadline of one Generate call")
     score_timeout_s: float = option(300.0, "deadline of one Score call")

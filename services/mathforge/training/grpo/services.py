@@ -15,6 +15,12 @@ FAILED_PRECONDITION: it is then given the current version (reloaded from the pub
 it gets work again, and the call moves on. A completion from a version other than the ones allowed
 is a StaleSampleError, never mixed into a batch. The reward models iterative RL loads are handled
 the same way, through the versions each Score response and each replica's Info report.
+
+`services.policy_line` names this run's line when several runs share the services: every call of
+the link's clients (work, loads, the version checks and reloads of a restarted or evicted replica,
+the collective publisher's) carries it, so the run's versions and reward models never touch another
+run's. A replica whose line was evicted answers like one that restarted and is brought back the
+same way.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import grpc
 from mathforge.runtime.client import RetryPolicy
 from mathforge.runtime.clients.reward import RewardClient
 from mathforge.runtime.clients.sampler import SamplerClient
+from mathforge.runtime.lines import valid_line
 from mathforge.runtime.replicas import NoReplicaError, Replica, ReplicaSet, ReplicaStale
 from mathforge.training.grpo.config import ServicesConfig
 from mathforge.v1 import reward_pb2, sampler_pb2
@@ -66,17 +73,23 @@ class ServiceLink:
     """Every sampler and reward replica, with the versions the trainer expects them to serve."""
 
     def __init__(self, config: ServicesConfig):
+        if not valid_line(config.policy_line):
+            raise ValueError(
+                f"services.policy_line {config.policy_line[:80]!r} is not a line name: letters, digits, "
+                "'.', '_' and '-' (at most 64), starting with a letter or digit"
+            )
         self.config = config
+        line = config.policy_line
         self.samplers: ReplicaSet[SamplerClient] = ReplicaSet(
             config.sampler,
-            lambda address: SamplerClient(address, retry=REPLICA_RETRY),
+            lambda address: SamplerClient(address, retry=REPLICA_RETRY, line=line),
             prepare=self._prepare_sampler,
             budget_s=config.retry_budget_s,
             refresh_s=config.replica_refresh_s,
         )
         self.rewards: ReplicaSet[RewardClient] = ReplicaSet(
             config.reward,
-            lambda address: RewardClient(address, retry=REPLICA_RETRY),
+            lambda address: RewardClient(address, retry=REPLICA_RETRY, line=line),
             prepare=self._prepare_reward,
             budget_s=config.retry_budget_s,
             refresh_s=config.replica_refresh_s,
