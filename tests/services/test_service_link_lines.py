@@ -1,7 +1,7 @@
 """Two trainers' ServiceLinks sharing one real sampler and one real reward service, each on its own
 line (services.policy_line): the same version numbers on both lines, each run sampling its own
-weights, one run's reward model invisible to the other, and a run whose line was evicted brought
-back (reloaded from its published path) like a replica that restarted."""
+weights, one run's reward model invisible to the other, and a run whose sampler or reward line was
+evicted brought back (reloaded from its path) like a replica that restarted."""
 
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ def _score(link: ServiceLink) -> reward_pb2.RewardResponse:
 
 def test_two_runs_share_the_services_on_their_own_lines(models):
     sampler_config = SamplerConfig(port=0, metrics_port=-1, model_path=str(models["start"]), max_lines=1)
-    reward_config = RewardConfig(port=0, metrics_port=-1, prm_path=str(models["prm"]), symbolic_workers=1)
+    reward_config = RewardConfig(
+        port=0, metrics_port=-1, prm_path=str(models["prm"]), symbolic_workers=1, max_lines=1
+    )
     with (
         ServerThread(create_sampler(sampler_config)) as sampler,
         ServerThread(create_reward(reward_config)) as reward,
@@ -101,6 +103,13 @@ def test_two_runs_share_the_services_on_their_own_lines(models):
             assert dict(after.model_versions) == {"prm": 0}
             assert after.results[0].reward == pytest.approx(before.results[0].reward, abs=1e-6)
             assert b.served_reward_version("prm") == 0 and a.served_reward_version("prm") == 1
+            # b loads a PRM of its own: with --max-lines 1 a's line goes, and a's next Score (which
+            # the default PRM would answer) has the link reload a's model first
+            b.load_reward_model("prm", 1, str(models["prm"]))
+            recoveries = a.recoveries
+            again = _score(a)
+            assert dict(again.model_versions) == {"prm": 1} and a.recoveries == recoveries + 1
+            assert again.results[0].reward == pytest.approx(mine.results[0].reward, abs=1e-6)
         finally:
             a.close()
             b.close()

@@ -135,11 +135,14 @@ class RewardClient(ServiceClient):
         request = reward_pb2.LoadRewardModelRequest(kind=kind, version=version, path=path, line=self.line)
         return float(self.call(self.stub.LoadModel, request, timeout_s=timeout_s).load_seconds)
 
-    def model_versions(self, timeout_s: float | None = None) -> dict[str, int]:
+    def model_versions(self, timeout_s: float | None = None, own: bool = False) -> dict[str, int]:
         """{kind: version} of the reward models this replica scores this client's line with (from
-        Info's typed models: the line's own, else the default line's)."""
+        Info's typed models: the line's own, else the default line's); `own`: only those loaded
+        into this client's named line."""
         models = self.info(timeout_s).models
-        versions = {m.kind: int(m.version) for m in models if m.line == DEFAULT_LINE}
+        versions = (
+            {} if own and self.line else {m.kind: int(m.version) for m in models if m.line == DEFAULT_LINE}
+        )
         if self.line:
             versions.update({m.kind: int(m.version) for m in models if m.line == self.line})
         return versions

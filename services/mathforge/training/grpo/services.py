@@ -231,7 +231,8 @@ class ServiceLink:
         """Before a reward replica gets work: it must serve the RMs the trainer loaded."""
         if not self.reward_models:
             return
-        served = replica.client.model_versions(self.config.ready_timeout_s)
+        # a named line's own models only: one that was evicted must not pass for the default line's
+        served = replica.client.model_versions(self.config.ready_timeout_s, own=True)
         for kind, model in self.reward_models.items():
             if served.get(kind) == model.version:
                 continue
