@@ -1,6 +1,7 @@
 """`mathforge experiment paper-rl --profile quick`: the whole experiment on its real code path (SFT,
-PRM, five methods through the GRPO trainer against their own sampler and reward services, maj@k and
-pass@k, the report), and a rerun that resumes: finished runs are not run again."""
+PRM, five methods through the GRPO trainer, two at a time, all sharing one sampler and one reward
+service on a line each; maj@k and pass@k, the report), and a rerun that resumes: finished runs are
+not run again."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ METHODS = ["rft", "online_rft", "grpo_outcome", "grpo_process", "iterative_grpo"
 
 def _run(out: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "mathforge", "experiment", "paper-rl", "--profile", "quick"]
-    command += ["--out", str(out), "--no-progress"]
+    command += ["--out", str(out), "--no-progress", "--concurrency", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _log_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
 def test_quick_profile_reports_every_view_and_resumes(tmp_path):
@@ -44,6 +49,18 @@ def test_quick_profile_reports_every_view_and_resumes(tmp_path):
     iterations = [e for e in map(json.loads, lines) if e["event"] == "iteration"]
     assert iterations and iterations[0]["reward_model_version"] >= 1  # the PRM was retrained and reloaded
     assert (out / "runs" / "rft-seed0" / "offline" / "rank-0").is_dir()
+    # one sampler and one reward service for everything: each run loaded its policy on its own line
+    # (versions from 1 on every line), the iterative run its PRM on its own line of the reward service
+    loads = [e for e in _log_events(out / "services" / "sampler.log") if e.get("msg") == "weights loaded"]
+    assert {e["line"] for e in loads} == {f"{m}-seed0" for m in METHODS} | {"k-rl-seed0"}
+    assert all(
+        min(e["version"] for e in loads if e["line"] == line) == 1 for line in {e["line"] for e in loads}
+    )
+    reward_loads = [
+        e for e in _log_events(out / "services" / "reward.log") if e.get("msg") == "reward model loaded"
+    ]
+    assert reward_loads and {e["line"] for e in reward_loads} == {"iterative_grpo-seed0"}
+    assert not list((out / "runs").glob("*/services"))
 
     # a killed experiment: one run lost its final model, the report is gone
     kept = {m: (out / "runs" / f"{m}-seed0" / "events.jsonl").read_text() for m in METHODS}
