@@ -80,3 +80,39 @@ def test_each_process_reads_only_its_partition_and_the_gathered_weights_are_the_
         assert report["held"] <= report["total"] // 2 + 1000  # a partition, padded
         assert report["read"] <= report["total"] // 2 + 1000
     assert sum(r["read"] for r in reports) == reports[0]["total"]
+
+
+REWARD_CHECK = """
+import json, sys, torch, deepspeed
+from mathforge.reward.model import init_reward_model, init_reward_model_partitioned
+from mathforge.training.distributed import finish_distributed, init_distributed
+env = init_distributed("cpu", use_deepspeed=True)
+ds = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}}
+rm = init_reward_model_partitioned("prm", sys.argv[1], ds, seed=7)
+held = sum(p.ds_tensor.numel() for p in rm.network.parameters())
+total = sum(p.ds_numel for p in rm.network.parameters())
+whole = dict(init_reward_model("prm", sys.argv[1], seed=7).network.named_parameters())
+equal = True
+for name, param in rm.network.named_parameters():
+    with deepspeed.zero.GatheredParameters(param):
+        equal &= bool(torch.equal(param.data, whole[name].data))
+head = float(whole["score.weight"].abs().sum())
+print(json.dumps({"rank": env.rank, "held": held, "total": total, "equal": equal, "kind": rm.kind,
+                  "head": head}), flush=True)
+finish_distributed()
+"""
+
+
+def test_the_reward_network_is_created_partitioned_with_the_backbone_read_and_the_head_seeded(base, tmp_path):
+    """The reward stage under ZeRO-3 from a causal-LM checkpoint: each process holds half of the
+    network, and the gathered network equals the one built whole (backbone from the checkpoint, the
+    fresh scalar head drawn from the same seed)."""
+    script = tmp_path / "check_reward.py"
+    script.write_text(REWARD_CHECK)
+    done = torchrun(str(script), str(base))
+    reports = [json.loads(found) for found in re.findall(r'\{"rank"[^{}]*\}', done.stdout)]
+    assert sorted(r["rank"] for r in reports) == [0, 1]
+    for report in reports:
+        assert report["equal"] and report["kind"] == "prm"
+        assert report["head"] > 0  # a drawn head, not zeros (equal to the whole build's)
+        assert report["held"] <= report["total"] // 2 + 1000

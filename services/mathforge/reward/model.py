@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -31,6 +32,7 @@ from mathforge.models.checkpoint import CheckpointError, atomic_directory, write
 from mathforge.models.presets import PRESETS, model_config, parse_dtype
 from mathforge.models.tokenizer import default_tokenizer
 from mathforge.reward.steps import DEFAULT_SEPARATOR
+from mathforge.training.sharded_load import weight_files
 
 KINDS = ("orm", "prm")
 
@@ -108,7 +110,8 @@ def init_reward_model(
     return RewardModel(network, tokenizer, base)
 
 
-def _load_network(path: Path, dtype: str | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _network_config(path: Path) -> tuple[Any, PreTrainedTokenizerBase]:
+    """The reward network's config (one label, no dropout) and tokenizer from a checkpoint directory."""
     if not (path / "config.json").exists():
         raise CheckpointError(f"{path}: no config.json (is this a model checkpoint directory?)")
     try:
@@ -122,6 +125,48 @@ def _load_network(path: Path, dtype: str | None) -> tuple[PreTrainedModel, PreTr
         )
     config.num_labels = 1
     config.classifier_dropout = 0.0
+    return config, tokenizer
+
+
+def init_reward_model_partitioned(
+    kind: str, base: str, ds_config: dict[str, Any], step_separator: str = DEFAULT_SEPARATOR, seed: int = 0
+) -> RewardModel:
+    """`init_reward_model` on a checkpoint directory for a ZeRO-3 run: the network is created
+    partitioned over the processes and each reads only its share of the backbone (and of the head,
+    from a reward model directory). A fresh head gets the values `init_reward_model` gives it (the
+    seeded draw transformers makes for a missing Linear), so both start the same."""
+    import deepspeed
+
+    from mathforge.training.sharded_load import partitioned_model, read_partitions
+
+    _check_kind(kind, step_separator)
+    path = Path(base)
+    config, tokenizer = _network_config(path)
+    network = partitioned_model(path, ds_config, AutoModelForTokenClassification, config)
+    head = [
+        name for name, _ in network.named_parameters() if not name.startswith(f"{network.base_model_prefix}.")
+    ]
+    read_partitions(network, path, fresh=tuple(head))
+    stored = set(weight_files(path))
+    if not set(head) <= stored:
+        parameters = dict(network.named_parameters())
+        generator = torch.Generator().manual_seed(seed)
+        for name in head:  # the weight first, as transformers draws it; a bias starts at zero
+            param = parameters[name]
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=0), torch.no_grad():
+                if name.endswith("weight"):
+                    values = torch.empty(param.shape).normal_(
+                        0.0, config.initializer_range, generator=generator
+                    )
+                    param.copy_(values.to(param.dtype))
+                else:
+                    param.zero_()
+    _mark(network, kind, step_separator)
+    return RewardModel(network, tokenizer, base)
+
+
+def _load_network(path: Path, dtype: str | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    config, tokenizer = _network_config(path)
     try:
         network = AutoModelForTokenClassification.from_pretrained(
             str(path), config=config, local_files_only=True, dtype=parse_dtype(dtype) or "auto"

@@ -21,14 +21,15 @@ import torch.nn.functional as F
 from mathforge.models.tokenizer import default_corpus
 from mathforge.reward.data import ExampleOrder, RewardExample, mix_replay, read_examples
 from mathforge.reward.encoding import EncodedItem, collate, encode, read_logits, score_encoded
-from mathforge.reward.model import RewardModel, init_reward_model
+from mathforge.reward.model import RewardModel, init_reward_model, init_reward_model_partitioned
 from mathforge.reward.synthetic import synthetic_examples
 from mathforge.reward.train_config import RewardTrainConfig
 from mathforge.training.config import dump_config
 from mathforge.training.distributed import DistEnv, all_reduce_sum, finish_distributed, init_distributed
-from mathforge.training.engines import build_engine
+from mathforge.training.engines import build_engine, deepspeed_config
 from mathforge.training.metrics import TrainMetrics
-from mathforge.training.train_loop import BatchResult, Trainer
+from mathforge.training.sharded_load import zero_stage
+from mathforge.training.train_loop import BatchResult, Trainer, TrainModule
 from mathforge.training.trainer import prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def _micro_loss(
     return F.binary_cross_entropy_with_logits(picked.float(), targets, reduction="sum")
 
 
-class RewardModule:
+class RewardModule(TrainModule):
     """The reward stage's TrainModule: BCE at the read positions of a slice of the global example
     order, and held-out AUC every `reward.eval_every` steps."""
 
@@ -227,6 +228,17 @@ def train(
     return module.result
 
 
+def reward_network(config: RewardTrainConfig, env: DistEnv, tokenizer: Any) -> RewardModel:
+    """The reward model to train: under ZeRO-3 from a checkpoint directory, created partitioned with
+    each process reading its share (sharded_load.py); else whole on every process."""
+    kind, separator = config.reward.kind, config.reward.step_separator
+    if config.model.init_from and zero_stage(config) == 3:
+        ds_config = deepspeed_config(config, env, config.accumulation_steps(env.world_size))
+        return init_reward_model_partitioned(kind, config.model.init_from, ds_config, separator, config.seed)
+    base = config.model.init_from or config.model.preset
+    return init_reward_model(kind, base, separator, seed=config.seed, tokenizer=tokenizer)
+
+
 def run_training(config: RewardTrainConfig) -> TrainResult:
     """Sets up the process group, data, tokenizer and model, trains, and leaves cleanly."""
     env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
@@ -238,10 +250,7 @@ def run_training(config: RewardTrainConfig) -> TrainResult:
         tokenizer = prepare_tokenizer(
             config, env, lambda: default_corpus() + [e.question + "\n" + e.response for e in train_examples]
         )
-        base = config.model.init_from or config.model.preset
-        rm = init_reward_model(
-            config.reward.kind, base, config.reward.step_separator, seed=config.seed, tokenizer=tokenizer
-        )
+        rm = reward_network(config, env, tokenizer)
         rm.network.set_attn_implementation(config.model.attn_implementation)
         if config.model.gradient_checkpointing:
             rm.network.gradient_checkpointing_enable()

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,29 +95,38 @@ class SafetensorsRanges:
         os.close(self.fd)
 
 
-def partitioned_model(model_dir: Path, ds_config: dict[str, Any]) -> PreTrainedModel:
-    """The model of `model_dir` created partitioned over the processes, with no weights read yet;
-    bf16 when the DeepSpeed config enables it, else fp32."""
+def partitioned_model(
+    model_dir: Path,
+    ds_config: dict[str, Any],
+    model_class: Any = AutoModelForCausalLM,
+    model_config: Any = None,
+) -> PreTrainedModel:
+    """The model of `model_dir` (a `model_class` of its config, or of `model_config`) created
+    partitioned over the processes, with no weights read yet; bf16 when the DeepSpeed config
+    enables it, else fp32."""
     import deepspeed
     from transformers.initialization import no_init_weights
 
-    config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    config = model_config or AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
     dtype = torch.bfloat16 if ds_config.get("bf16", {}).get("enabled") is True else torch.float32
     # The dtype comes from ds_config: zero.Init's own dtype argument is not honoured on every
     # accelerator (on CPU it picks bf16 whatever is passed).
     with deepspeed.zero.Init(config_dict_or_path=ds_config), no_init_weights():
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = model_class.from_config(config, dtype=dtype)
     return model
 
 
 @torch.no_grad()
-def read_partitions(model: PreTrainedModel, model_dir: Path) -> int:
-    """Copies into each ZeRO-3 partition its elements from `model_dir`; returns the elements read."""
+def read_partitions(model: PreTrainedModel, model_dir: Path, fresh: tuple[str, ...] = ()) -> int:
+    """Copies into each ZeRO-3 partition its elements from `model_dir`; returns the elements read.
+    Parameters named in `fresh` may be missing from the files (the caller initialises them)."""
     files = weight_files(model_dir)
     readers: dict[Path, SafetensorsRanges] = {}
     read = 0
     try:
         for name, param in model.named_parameters():
+            if name not in files and name in fresh:
+                continue
             if name not in files:
                 raise CheckpointError(f"{model_dir}: no weights for {name}")
             if files[name] not in readers:
@@ -169,3 +179,46 @@ def load_policy(config: TrainConfig, env: DistEnv, model_dir: str | Path) -> tup
         return load_model(model_dir, dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     return prepare_partitioned(config, env, model_dir), tokenizer
+
+
+@dataclass
+class FrozenModel:
+    """A model for scoring only (GRPO's pi_ref): eval mode, no gradients. Under ZeRO-3 `model` is
+    partitioned and `engine` is the DeepSpeed engine whose hooks gather each layer for its forward."""
+
+    model: torch.nn.Module
+    engine: Any = None
+
+    def release(self) -> None:
+        """Removes the engine's hooks so the partitions can be freed (before loading a new pi_ref)."""
+        if self.engine is not None and hasattr(self.engine, "destroy"):
+            self.engine.destroy()
+        self.engine = None
+
+
+def load_frozen(config: TrainConfig, env: DistEnv, model_dir: str | Path) -> FrozenModel:
+    """`model_dir`'s model to score with. Under ZeRO-3 it is created partitioned like the policy and
+    each process reads only its share: a 7B pi_ref costs each of 8 GPUs 1/8 of its weights, not all
+    of them. DeepSpeed's engine, built without an optimizer, gathers each layer's partitions for the
+    forward pass (collective: every process scores the same number of micro-batches, as the
+    policy's own forward passes already do). Other engines load the whole model on every process."""
+    from mathforge.models.checkpoint import load_model
+
+    if zero_stage(config) == 3:
+        import deepspeed
+
+        from mathforge.training.engines import deepspeed_config
+
+        ds_config = deepspeed_config(config, env, config.accumulation_steps(env.world_size))
+        for training_only in ("optimizer", "scheduler"):
+            ds_config.pop(training_only, None)
+        model = load_partitioned(model_dir, ds_config)
+        model.requires_grad_(False)
+        engine, *_ = deepspeed.initialize(model=model, config=ds_config)
+        engine.module.eval()
+        return FrozenModel(engine.module, engine)
+    dtype = "bfloat16" if env.device.type == "cuda" else "float32"
+    model, _ = load_model(str(model_dir), dtype=dtype, device=env.device)
+    model.eval()
+    model.requires_grad_(False)
+    return FrozenModel(model)

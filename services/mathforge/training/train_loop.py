@@ -6,8 +6,11 @@ the final save; a stage's TrainModule says how one batch trains.
 
 A TrainModule runs the forward and backward passes of one optimizer step (all its micro-steps) and
 returns the step's loss, extra values to log and counts to turn into rates; the Trainer then steps
-the optimizer, logs, lets the module evaluate, and checkpoints. Pretraining and SFT
-(training/trainer.py) and the reward model (reward/trainer.py) are TrainModules over this loop.
+the optimizer, logs, lets the module evaluate, and checkpoints. A module that steps the optimizer
+itself (GRPO's mu updates per batch) says so in its result. A module with work around the steps
+(GRPO's services, rollout source and evaluations) does it in `begin`, `finish` and `close`.
+Pretraining and SFT (training/trainer.py), the reward model (reward/trainer.py) and GRPO
+(training/grpo/loop.py) are TrainModules over this loop.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
@@ -34,24 +37,49 @@ class BatchResult:
     loss: float
     values: dict[str, float] = field(default_factory=dict)  # logged as they are
     counts: dict[str, float] = field(default_factory=dict)  # logged as <name>_per_s
+    stepped: bool = False  # the module ran its optimizer steps itself (values carry grad_norm)
 
 
-class TrainModule(Protocol):
-    """How one stage trains one batch, and the data position a checkpoint keeps."""
+class TrainModule:
+    """How one stage trains one batch, and the data position a checkpoint keeps. A stage overrides
+    `train_batch`, `state_dict` and `load_state_dict`; the other hooks do nothing unless overridden."""
 
     # True when every process's data position is the job's one global position, so a checkpoint
     # continues on another number of processes.
-    shared_data: bool
+    shared_data: bool = False
 
-    def start_info(self) -> dict[str, Any]: ...
+    def start_info(self) -> dict[str, Any]:
+        """Extra fields of the run's "start" event."""
+        return {}
 
-    def train_batch(self, engine: Any, step: int) -> BatchResult: ...
+    def resume_info(self) -> dict[str, Any]:
+        """Extra fields of the "resume" event (after load_state_dict)."""
+        return {}
 
-    def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None: ...
+    def done_info(self) -> dict[str, Any]:
+        """Extra fields of the "done" event."""
+        return {}
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def begin(self, engine: Any, start_step: int, metrics: TrainMetrics) -> None:
+        """Called once before the first step this process runs (after any resume)."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def train_batch(self, engine: Any, step: int) -> BatchResult:
+        raise NotImplementedError
+
+    def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None:
+        """Called after step `step` (counted from 1) is logged, before its checkpoint."""
+
+    def finish(self, engine: Any, metrics: TrainMetrics) -> None:
+        """Called after the last step, before the final save."""
+
+    def close(self) -> None:
+        """Called last, whether the run finished, was interrupted or failed."""
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
 
 
 class Trainer:
@@ -99,18 +127,25 @@ class Trainer:
             return 0
         self.tokens = resumed.tokens
         self.module.load_state_dict(resumed.data_state)
-        details = {"from_world_size": resumed.world_size} if resumed.world_size != self.env.world_size else {}
+        details = dict(self.module.resume_info())
+        if resumed.world_size != self.env.world_size:
+            details["from_world_size"] = resumed.world_size
         self.metrics.event("resume", step=resumed.step, out_dir=config.out_dir, **details)
         return resumed.step
 
     def fit(self) -> list[float]:
         """Runs (or resumes) to batch.steps; returns the losses of the steps this call ran. Raises
         Interrupted, on every rank at the same step, when a rank was signalled (SIGINT, SIGTERM)."""
-        start = self._resume()
-        with StopRequest() as stop:
-            losses = self._steps(start, stop)
-        self._save_final()
-        self.metrics.close()
+        try:
+            start = self._resume()
+            self.module.begin(self.engine, start, self.metrics)
+            with StopRequest() as stop:
+                losses = self._steps(start, stop)
+            self.module.finish(self.engine, self.metrics)
+            self._save_final()
+            self.metrics.close()
+        finally:
+            self.module.close()
         return losses
 
     def _steps(self, start: int, stop: StopRequest) -> list[float]:
@@ -121,7 +156,7 @@ class Trainer:
             began = time.perf_counter()
             lr = engine.lr()
             result = self.module.train_batch(engine, step)
-            grad_norm = engine.step()
+            grad_norm = 0.0 if result.stepped else engine.step()
             elapsed = time.perf_counter() - began
             self.tokens += int(result.counts.get("tokens", 0))
             losses.append(result.loss)
@@ -158,6 +193,7 @@ class Trainer:
         final = Path(self.config.out_dir) / "final"
         if self.env.is_main:
             save_model(self.engine.module, self.tokenizer, final, state_dict)
-            done = {"tokens": self.tokens} if self.tokens else {}
+            done: dict[str, Any] = {"tokens": self.tokens} if self.tokens else {}
+            done.update(self.module.done_info())
             self.metrics.event("done", step=self.config.batch.steps, **done, final=str(final))
         self.final = final

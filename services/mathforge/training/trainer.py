@@ -37,10 +37,9 @@ from mathforge.training.distributed import (
 from mathforge.training.engines import build_engine
 from mathforge.training.global_rows import GlobalRows
 from mathforge.training.interrupt import Interrupted, exit_now
-from mathforge.training.metrics import TrainMetrics
 from mathforge.training.packing import IGNORE
 from mathforge.training.sharded_load import prepare_partitioned, zero_stage
-from mathforge.training.train_loop import BatchResult, Trainer
+from mathforge.training.train_loop import BatchResult, Trainer, TrainModule
 
 
 class BatchStream(Protocol):
@@ -120,7 +119,7 @@ def prepare_model(
     return model
 
 
-class LanguageModelModule:
+class LanguageModelModule(TrainModule):
     """Pretraining and SFT's TrainModule: next-token loss over packed rows from a batch stream."""
 
     def __init__(
@@ -134,9 +133,6 @@ class LanguageModelModule:
         self.autocast = (
             env.device.type == "cuda" and config.engine.kind == "ddp" and config.model.dtype != "float32"
         )
-
-    def start_info(self) -> dict[str, Any]:
-        return {}
 
     def train_batch(self, engine: Any, step: int) -> BatchResult:
         micro_batches = [
@@ -165,9 +161,6 @@ class LanguageModelModule:
             loss=all_reduce_sum(loss_sum, self.env.device) / global_targets,
             counts={"tokens": all_reduce_sum(tokens, self.env.device)},
         )
-
-    def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None:
-        return None
 
     def state_dict(self) -> dict[str, Any]:
         return self.stream.state_dict()

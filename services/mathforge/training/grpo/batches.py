@@ -48,14 +48,20 @@ class BatchCollector:
     world_size: int = 1
 
     def seed(self, batch: int, draw: int) -> int:
-        return self.config.seed * 1_000_003 + batch * 101 + self.rank + draw * 7_919_393
+        """The draw's seed, one for all processes: each call's seed adds its place in the draw."""
+        return self.config.seed * 1_000_003 + batch * 101 + draw * 7_919_393
 
     def draw(self, batch: int, draw: int, questions: int) -> Rollout:
-        """Samples and scores `questions` more questions' groups (this process's share)."""
+        """Samples and scores `questions` more questions' groups (this process's share): every
+        process takes the same `questions` from the pool, the job's one question order, and keeps
+        its slice, so the pool's position is global and the draw does not depend on the world size."""
         per_rank = questions // self.world_size
         taken = self.pool.take(questions)
-        mine = taken[self.rank * per_rank : (self.rank + 1) * per_rank]
-        rollout = sample_groups(self.sampling, self.tokenizer, mine, self.config, self.seed(batch, draw))
+        first = self.rank * per_rank
+        mine = taken[first : first + per_rank]
+        rollout = sample_groups(
+            self.sampling, self.tokenizer, mine, self.config, self.seed(batch, draw), first_index=first
+        )
         score_rollout(self.scoring, self.tokenizer, rollout, self.config)
         settle_unfinished(rollout)  # blank and cut outputs count as wrong (unfinished.py)
         return rollout

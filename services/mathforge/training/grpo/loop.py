@@ -1,4 +1,5 @@
-"""The GRPO loop of DeepSeekMath §4 over the sampler and reward services, with exact resume.
+"""The GRPO loop of DeepSeekMath §4 over the sampler and reward services, with exact resume: a
+TrainModule on the shared Trainer (train_loop.py: checkpoints, resume, Ctrl-C/SIGTERM, final save).
 
     torchrun --nproc_per_node=1 -m mathforge.training.grpo --config configs/tiny/grpo.yaml
 
@@ -12,7 +13,9 @@ pi_ref is reset to the current policy. A step's effects (optimizer step, publish
 question position) are committed together by its checkpoint, so a run killed at any moment and
 restarted repeats no committed step and loses none. The question position committed is the one
 after the last batch trained on: batches sampled ahead and not yet trained on are drawn again, in
-the same order, by the resumed run, so each question is trained on exactly once.
+the same order, by the resumed run, so each question is trained on exactly once. Every process
+draws each whole batch from the one question order and trains on its slice, so that position is
+the job's, and a checkpoint resumes on another number of processes or another engine.
 """
 
 from __future__ import annotations
@@ -21,16 +24,17 @@ import copy
 import dataclasses
 import hashlib
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
+import torch.distributed as dist
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from mathforge.models.checkpoint import load_model, save_model
-from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
+from mathforge.models.checkpoint import save_model
 from mathforge.training.config import dump_config
 from mathforge.training.distributed import (
     DistEnv,
@@ -64,6 +68,7 @@ from mathforge.training.grpo.services import LoadedModel, ServiceLink
 from mathforge.training.grpo.state import RunState
 from mathforge.training.grpo.step_metrics import rollout_source_metrics, step_metrics
 from mathforge.training.grpo.update import UpdateSettings, policy_update
+from mathforge.training.interrupt import Interrupted, exit_now
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.objective.methods import (
     METHODS,
@@ -72,70 +77,120 @@ from mathforge.training.objective.methods import (
     method_coefficients,
 )
 from mathforge.training.objective.sources import method_source
-from mathforge.training.sharded_load import load_policy
+from mathforge.training.sharded_load import FrozenModel, load_frozen, load_policy
+from mathforge.training.train_loop import BatchResult, Trainer, TrainModule
 
 log = logging.getLogger(__name__)
 
 
-def frozen_copy(path: str, device: torch.device) -> PreTrainedModel:
-    """A model loaded from `path` for scoring only (pi_ref): eval mode, no gradients."""
-    model, _ = load_model(path, dtype="bfloat16" if device.type == "cuda" else "float32", device=device)
-    model.eval()
-    model.requires_grad_(False)
-    return model
+class GrpoModule(TrainModule):
+    """GRPO's TrainModule: pi_ref, the question pool, the services, the rollout source and the run
+    state around the shared Trainer's steps. One batch is one GRPO step: mu clipped updates
+    (optimizer steps of their own), then the weights published as the next version."""
 
-
-class GrpoRun:
-    """One GRPO run: the policy engine, pi_ref, the question pool, the services and the state."""
-
-    def __init__(self, config: GrpoConfig, env: DistEnv):
+    def __init__(self, config: GrpoConfig, env: DistEnv, tokenizer: PreTrainedTokenizerBase):
         self.config = config
         self.env = env
+        self.tokenizer = tokenizer
         self.out = Path(config.out_dir)
-        policy, self.tokenizer = load_policy(config, env, config.model.init_from)
-        policy.config.use_cache = False
-        if config.model.gradient_checkpointing:
-            policy.gradient_checkpointing_enable()
-        self.engine = build_engine(config, policy, env)
-        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self.pool = QuestionPool.from_config(config.task, config.seed)
         self.state = RunState(reference=config.model.init_from)
         self.link = ServiceLink(config.services)
         self.versions = VersionRegistry()  # the one record of the policy versions this run published
         self.background_link: ServiceLink | None = None  # the overlapped sampler's own link
+        self.source: RolloutSource | None = None
         self.settings = UpdateSettings.from_config(config, off_policy=config.rollout.max_staleness > 0)
         self.publisher = PolicyPublisher(config.services, self.link, env, self.out)
-        self.metrics = TrainMetrics(
-            config.metrics,
-            config.stage,
-            config.batch.steps,
-            enabled=env.is_main,
-            out_dir=config.out_dir,
-            run_config=config.as_dict(),
-        )
         self.rm_trainer = (
             RewardModelTrainer(config, self.out) if config.iterative.retrain_reward_model else None
         )
-        self.start_step = 0
-        resumed = resume_checkpoint(self.out, self.engine, env) if config.checkpoint.resume else None
-        if resumed is not None:
-            self.start_step = resumed.step
-            self.state = RunState.from_dict(resumed.data_state)
-            self.pool.load_state_dict(self.state.questions)
-            self.metrics.event("resume", step=self.start_step, weights_version=self.state.weights_version)
-        else:
-            self.metrics.event("start", world_size=env.world_size, outputs_per_step=config.outputs_per_step)
         self.method = METHODS[config.objective.method]
         if not self.method.kl:  # only GRPO's coefficient has the KL part (DeepSeekMath §5.2.1)
             self.settings = dataclasses.replace(
                 self.settings, clip=dataclasses.replace(self.settings.clip, beta=0.0)
             )
-        wants_reference = self.settings.clip.beta > 0 or self.method.needs_reference
-        self.reference = frozen_copy(self.state.reference, env.device) if wants_reference else None
+        self.wants_reference = self.settings.clip.beta > 0 or self.method.needs_reference
+        self.frozen: FrozenModel | None = None  # pi_ref: partitioned under ZeRO-3 (sharded_load.py)
+        # Every process draws each whole batch from the same question order and takes its slice, so
+        # the position is global. An offline method's cached batches are per process: they are not.
+        self.shared_data = self.method.source != "offline"
+        self.engine: Any = None  # the Trainer's, given by begin()
+        self.metrics: TrainMetrics | None = None
+        self.last: Rollout | None = None  # the batch trained on last (its pool position is committed)
 
     @property
     def policy(self) -> PreTrainedModel:
-        return self.engine.module  # type: ignore[return-value]
+        return self.engine.module  # type: ignore[no-any-return]
+
+    @property
+    def reference(self) -> torch.nn.Module | None:
+        return self.frozen.model if self.frozen is not None else None
+
+    def event(self, name: str, **fields: Any) -> None:
+        assert self.metrics is not None, "begin() gives the module the run's metrics"
+        self.metrics.event(name, **fields)
+
+    # ---- the Trainer's hooks ---------------------------------------------------------------
+    def start_info(self) -> dict[str, Any]:
+        return {"outputs_per_step": self.config.outputs_per_step}
+
+    def resume_info(self) -> dict[str, Any]:
+        return {"weights_version": self.state.weights_version}
+
+    def done_info(self) -> dict[str, Any]:
+        return {"weights_version": self.versions.current.version}
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.last is not None, "a checkpoint follows a trained batch"
+        return self.checkpoint_state(self.last)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state = RunState.from_dict(state)
+        self.pool.load_state_dict(self.state.questions)
+
+    def begin(self, engine: Any, start_step: int, metrics: TrainMetrics) -> None:
+        self.engine, self.metrics = engine, metrics
+        if self.wants_reference:
+            self.frozen = load_frozen(self.config, self.env, self.state.reference)
+        self.sync_policy()
+        if start_step == 0:
+            self.evaluate(0)
+        self.source = self.rollout_source(start_step)
+
+    def train_batch(self, engine: Any, step: int) -> BatchResult:
+        every = self.config.iterative.every
+        if every and step > 0 and step % every == 0 and self.state.iteration < step // every:
+            self.next_iteration(step)
+        assert self.source is not None, "begin() opens the rollout source"
+        rollout, values = self.step(step, self.source)
+        self.last = rollout
+        self.log_batch(step, rollout)
+        return BatchResult(loss=values["loss"], values=values, stepped=True)
+
+    def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None:
+        every = self.config.eval.every
+        if every and step % every == 0 and not done:
+            self.evaluate(step)
+
+    def finish(self, engine: Any, metrics: TrainMetrics) -> None:
+        self.close_source()
+        self.evaluate(self.config.batch.steps)
+
+    def close(self) -> None:
+        self.close_source()
+        if self.frozen is not None:
+            self.frozen.release()
+            self.frozen = None
+        self.link.close()
+
+    def close_source(self) -> None:
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        if self.background_link is not None:
+            self.background_link.close()
+            self.background_link = None
 
     # ---- weights ---------------------------------------------------------------------------
     def publish(self, version: int) -> float:
@@ -277,12 +332,13 @@ class GrpoRun:
         if self.env.is_main:
             save_model(self.policy, self.tokenizer, reference, state_dict)
         barrier()
-        if self.reference is not None:
+        if self.frozen is not None:
             # from the saved copy: under ZeRO-3 no process holds the whole policy in memory
-            self.reference = frozen_copy(str(reference), self.env.device)
+            self.frozen.release()
+            self.frozen = load_frozen(self.config, self.env, str(reference))
         self.state.reference = str(reference)
         self.state.iteration = iteration
-        self.metrics.event(
+        self.event(
             "iteration",
             step=step,
             iteration=iteration,
@@ -294,7 +350,7 @@ class GrpoRun:
         if self.config.eval.every <= 0 or not self.env.is_main:
             return
         accuracy = held_out_accuracy(self.link, self.tokenizer, held_out_questions(self.config), self.config)
-        self.metrics.event(
+        self.event(
             "eval",
             step=step,
             held_out_accuracy=accuracy,
@@ -312,77 +368,29 @@ class GrpoRun:
         return self.state.to_dict()
 
     def log_batch(self, step: int, rollout: Rollout) -> None:
-        """Which questions (a short digest of each) the step trained on, and from which versions."""
+        """Which questions (a short digest of each) the step trained on, over all processes in rank
+        order (the whole global batch), and from which versions."""
         digests = [hashlib.sha1(q.question.encode()).hexdigest()[:10] for q in rollout.questions]
         versions = rollout.output_versions()
-        self.metrics.event(
+        mine = (digests, min(versions, default=0), max(versions, default=0))
+        every = [mine]
+        if self.env.distributed:
+            every = [mine] * self.env.world_size
+            dist.all_gather_object(every, mine)
+        self.event(
             "batch",
             step=step + 1,
             batch=rollout.batch,
-            rank=self.env.rank,
-            questions=digests,
-            versions=[min(versions, default=0), max(versions, default=0)],
+            questions=[d for part in every for d in part[0]],
+            versions=[min(part[1] for part in every), max(part[2] for part in every)],
         )
-
-    # ---- the run ---------------------------------------------------------------------------
-    def run(self) -> list[float]:
-        """Runs (or resumes) to `batch.steps`; returns the losses of the steps this process ran."""
-        config = self.config
-        self.sync_policy()
-        if self.start_step == 0:
-            self.evaluate(0)
-        losses = []
-        source = self.rollout_source(self.start_step)
-        try:
-            for step in range(self.start_step, config.batch.steps):
-                every = config.iterative.every
-                if every and step > 0 and step % every == 0 and self.state.iteration < step // every:
-                    self.next_iteration(step)
-                rollout, values = self.step(step, source)
-                losses.append(values["loss"])
-                self.log_batch(step, rollout)
-                self.metrics.log(step + 1, values)
-                if (step + 1) % config.checkpoint.every == 0 or step + 1 == config.batch.steps:
-                    path = save_checkpoint(
-                        self.out,
-                        step + 1,
-                        self.engine,
-                        self.tokenizer,
-                        config,
-                        self.env,
-                        self.checkpoint_state(rollout),
-                        tokens=0,
-                    )
-                    self.metrics.event("checkpoint", step=step + 1, path=str(path))
-                if (
-                    config.eval.every
-                    and (step + 1) % config.eval.every == 0
-                    and step + 1 < config.batch.steps
-                ):
-                    self.evaluate(step + 1)
-        finally:
-            source.close()
-            if self.background_link is not None:
-                self.background_link.close()
-        self.evaluate(config.batch.steps)
-        final_state = self.engine.full_state_dict()
-        if self.env.is_main:
-            final = save_model(self.policy, self.tokenizer, self.out / "final", final_state)
-            self.metrics.event(
-                "done",
-                step=config.batch.steps,
-                final=str(final),
-                weights_version=self.versions.current.version,
-            )
-        self.metrics.close()
-        self.link.close()
-        return losses
 
 
 def run_grpo(config: GrpoConfig) -> list[float]:
     """Sets up the process group, runs GRPO, and leaves cleanly."""
     env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
     hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
+    interrupted: Interrupted | None = None
     try:
         if config.rollout.questions_per_step % env.world_size:
             raise ValueError(
@@ -396,6 +404,18 @@ def run_grpo(config: GrpoConfig) -> list[float]:
             )
         if env.is_main:
             log.info("effective config:\n%s", dump_config(config))
-        return GrpoRun(config, env).run()
+        policy, tokenizer = load_policy(config, env, config.model.init_from)
+        policy.config.use_cache = False
+        if config.model.gradient_checkpointing:
+            policy.gradient_checkpointing_enable()
+        engine = build_engine(config, policy, env)
+        return Trainer(config, env, engine, GrpoModule(config, env, tokenizer), tokenizer).fit()
+    except Interrupted as exc:
+        if env.is_main:
+            print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)
+        interrupted = exc
+        raise SystemExit(exc.exit_code) from None
     finally:
         finish_distributed()
+        if interrupted is not None:
+            exit_now(interrupted.exit_code)

@@ -150,6 +150,12 @@ def sampling_params(config: GrpoConfig, seed: int, greedy: bool = False) -> samp
     )
 
 
+def call_seed(seed: int, first: int, chunk: int) -> int:
+    """The seed of the Generate call whose first question is the batch's `first`: the same for
+    every world size; a call starting between multiples of `chunk` gets a seed no aligned one has."""
+    return (seed * 7919 + first // chunk + (first % chunk) * 1_000_003) & 0x7FFFFFFF
+
+
 def sample_groups(
     link: Sampling,
     tokenizer: PreTrainedTokenizerBase,
@@ -157,16 +163,23 @@ def sample_groups(
     config: GrpoConfig,
     seed: int,
     greedy: bool = False,
+    first_index: int = 0,
 ) -> Rollout:
-    """Asks the sampler for G outputs per question (1 when greedy), in chunks of prompts_per_call."""
+    """Asks the sampler for G outputs per question (1 when greedy), in calls of prompts_per_call.
+
+    `questions` are this process's slice of a batch, from position `first_index` on. Calls start at
+    the batch's multiples of prompts_per_call (and at the slice's start), and a call's seed is a
+    function of its first question's place in the batch, so a slice that starts and ends on those
+    multiples is sampled exactly as it would be by one process sampling the whole batch."""
     began = time.perf_counter()
     prompts = [prompt_text(tokenizer, q.question, config.task.instruction) for q in questions]
     group = 1 if greedy else config.rollout.group_size
     chunk = GREEDY_PROMPTS_PER_CALL if greedy else config.rollout.prompts_per_call
     rollout = Rollout(list(questions), group, 0, [], [], [], [], [])
+    starts = [i for i in range(len(prompts)) if i == 0 or (first_index + i) % chunk == 0]
     calls = [
-        (prompts[first : first + chunk], sampling_params(config, (seed * 7919 + index) & 0x7FFFFFFF, greedy))
-        for index, first in enumerate(range(0, len(prompts), chunk))
+        (prompts[start:stop], sampling_params(config, call_seed(seed, first_index + start, chunk), greedy))
+        for start, stop in zip(starts, [*starts[1:], len(prompts)], strict=True)
     ]
     for response in all_at_once(lambda call: link.generate(*call), calls):  # spread over the replicas
         for result in response.results:
