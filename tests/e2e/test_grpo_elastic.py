@@ -16,12 +16,15 @@ Each is compared with one uninterrupted 1-process DDP run of 4 steps:
   (processes, micro-batches, ZeRO's buckets);
 - the AdamW moments saved at step 4: to TOLERANCE. A resume that reset them instead (or dropped the
   step count) would differ by far more (a fresh AdamW's first update has another size).
+The 1-process continuation is first stopped by Ctrl-C during step 3 and rerun: GRPO stops between
+steps like the other stages, and the rerun repeats step 3 from the step-2 checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +40,7 @@ pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
 SAMPLED = ("reward_mean", "response_tokens", "accuracy", "outputs")
 COMPUTED = ("loss", "kl", "grad_norm")
+RUN_ENV = {**ENV, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions")}
 ZERO3 = ["engine.kind=deepspeed", "engine.deepspeed_config=configs/deepspeed/zero3.json"]
 SETTINGS = [
     "rollout.questions_per_step=4",
@@ -67,10 +71,8 @@ def services(policy_dir: Path, tmp_path_factory) -> Iterator[dict[str, Service]]
         service.stop()
 
 
-def grpo(
-    services: dict[str, Service], policy_dir: Path, out: Path, processes: int, *overrides: str
-) -> list[dict]:
-    """Runs the GRPO trainer (under torchrun when processes > 1); returns its JSON events."""
+def grpo_command(services: dict[str, Service], policy_dir: Path, out: Path, processes: int, *overrides: str):
+    """The GRPO trainer's command line (under torchrun when processes > 1)."""
     command = trainer_command(policy_dir, out, services)
     replaced = {arg.split("=", 1)[0] for arg in [*SETTINGS, *overrides]}
     command = [arg for arg in command if arg.split("=", 1)[0] not in replaced]
@@ -83,12 +85,38 @@ def grpo(
             f"--nproc_per_node={processes}",
             "-m",
         ]
-    env = {**ENV, "DS_ACCELERATOR": "cpu", "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions")}
-    done = subprocess.run(
-        [*command, *SETTINGS, *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=400
-    )
+    return [*command, *SETTINGS, *overrides]
+
+
+def events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"event"')]
+
+
+def grpo(
+    services: dict[str, Service], policy_dir: Path, out: Path, processes: int, *overrides: str
+) -> list[dict]:
+    """Runs the GRPO trainer to its end; returns its JSON events."""
+    command = grpo_command(services, policy_dir, out, processes, *overrides)
+    done = subprocess.run(command, cwd=REPO, env=RUN_ENV, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
+    return events(done.stdout)
+
+
+def interrupted_after(command: list[str], line: str) -> tuple[int, list[dict], str]:
+    """Runs the trainer and sends SIGINT (Ctrl-C) once stdout shows `line`; returns its exit code,
+    events and stderr."""
+    run = subprocess.Popen(
+        command, cwd=REPO, env=RUN_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    seen = []
+    for text in run.stdout:
+        seen.append(text)
+        if line in text:
+            run.send_signal(signal.SIGINT)
+            break
+    out, err = run.communicate(timeout=120)
+    return run.returncode, events("".join(seen) + out), err
 
 
 def steps(found: list[dict]) -> dict[int, dict]:
@@ -128,6 +156,13 @@ def test_two_zero3_processes_resume_on_one_ddp_process(services, policy_dir, str
     first = grpo(services, policy_dir, out, 2, *ZERO3, "batch.steps=2")
     assert len(questions(first)[1]) == 4  # the batch event lists both processes' questions
     assert_like(first, straight_events, range(1, 3))
+    # Ctrl-C in step 3 (it begins with the iteration boundary): the run stops after that step, its
+    # step-2 checkpoint intact, and says so.
+    command = grpo_command(services, policy_dir, out, 1)
+    code, stopped, err = interrupted_after(command, '"event": "iteration"')
+    assert code == 128 + signal.SIGINT, err[-3000:]
+    assert [(e["step"], e["resume_step"]) for e in stopped if e["event"] == "interrupted"] == [(3, 2)]
+    assert "interrupted at step 3; rerun the same command to resume from step 2" in err
     second = grpo(services, policy_dir, out, 1)
     (resume,) = [e for e in second if e["event"] == "resume"]
     assert resume["step"] == 2 and resume["from_world_size"] == 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from transformers import PreTrainedTokenizerBase
 
@@ -138,8 +138,8 @@ class Trainer:
         Interrupted, on every rank at the same step, when a rank was signalled (SIGINT, SIGTERM)."""
         try:
             start = self._resume()
-            self.module.begin(self.engine, start, self.metrics)
             with StopRequest() as stop:
+                self.module.begin(self.engine, start, self.metrics)  # GRPO waits for its services here
                 losses = self._steps(start, stop)
             self.module.finish(self.engine, self.metrics)
             self._save_final()
@@ -152,6 +152,8 @@ class Trainer:
         config, engine = self.config, self.engine
         losses: list[float] = []
         saved = start
+        if start < config.batch.steps and stop.agreed(self.env):  # signalled before the first step
+            self._stop(start, saved, stop)
         for step in range(start, config.batch.steps):
             began = time.perf_counter()
             lr = engine.lr()
@@ -183,10 +185,13 @@ class Trainer:
                 self.metrics.event("checkpoint", step=step + 1, path=str(path))
                 saved = step + 1
             if not done and stop.agreed(self.env):
-                self.metrics.event("interrupted", step=step + 1, resume_step=saved)
-                self.metrics.close()
-                raise Interrupted(step + 1, saved, stop.signum)
+                self._stop(step + 1, saved, stop)
         return losses
+
+    def _stop(self, step: int, saved: int, stop: StopRequest) -> NoReturn:
+        self.metrics.event("interrupted", step=step, resume_step=saved)
+        self.metrics.close()
+        raise Interrupted(step, saved, stop.signum)
 
     def _save_final(self) -> None:
         state_dict = self.engine.full_state_dict()  # collective under ZeRO-3
