@@ -87,6 +87,8 @@ def test_two_lines_serve_their_own_weights_and_versions_beside_the_default(polic
             assert code == grpc.StatusCode.FAILED_PRECONDITION
             assert "weights version 1 is serving on line 'run-a'" in details
             assert b.generate(PROMPTS, require_version=2).weights_version == 2
+            streamed = list(b.generate_stream(PROMPTS, n=2, temperature=1.0, max_tokens=4, seed=5))
+            assert len(streamed) == 4 and {c.weights_version for c in streamed} == {2}
             code, _ = _fails(lambda: a.load_weights(1, str(policies["b"])))
             assert code == grpc.StatusCode.INVALID_ARGUMENT  # versions only grow, per line
             assert default.generate(PROMPTS, require_version=0).weights_version == 0
