@@ -4,6 +4,8 @@ least recently used idle line evicted at --max-lines, and a malformed or unsuppo
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -126,6 +128,25 @@ def test_a_line_past_the_limit_evicts_the_least_recently_used_one(policies):
         finally:
             for client in clients.values():
                 client.close()
+
+
+def test_a_line_with_a_call_in_flight_is_never_evicted(policies):
+    service = create_service(_config(policies, max_lines=1))
+    with ServerThread(service) as server, _client(server, "busy") as busy, _client(server, "new") as new:
+        busy.load_weights(1, str(policies["a"]))
+        with ThreadPoolExecutor(1) as pool:
+            long_call = pool.submit(busy.generate, PROMPTS, n=8, temperature=1.0, max_tokens=256, seed=1)
+            deadline = time.monotonic() + 30
+            while service.lines.get("busy").gate.in_flight == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            code, details = _fails(lambda: new.load_weights(1, str(policies["b"])))
+            assert service.lines.get("busy").gate.in_flight == 1, "the long call ended too soon to check"
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "the 1 limit (--max-lines)" in details and "calls in flight" in details
+            assert long_call.result().weights_version == 1
+        assert [m.line for m in busy.info().models] == ["", "busy"]  # the refusal changed nothing
+        new.load_weights(1, str(policies["b"]))  # idle now: "busy" goes
+        assert [m.line for m in busy.info().models] == ["", "new"]
 
 
 def test_malformed_lines_and_a_disabled_table_are_refused(policies):
