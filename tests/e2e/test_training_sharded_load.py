@@ -116,3 +116,42 @@ def test_the_reward_network_is_created_partitioned_with_the_backbone_read_and_th
         assert report["equal"] and report["kind"] == "prm"
         assert report["head"] > 0  # a drawn head, not zeros (equal to the whole build's)
         assert report["held"] <= report["total"] // 2 + 1000
+
+
+def reward_stage(out: Path, base: Path, processes: int, *overrides: str) -> dict[int, float]:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "mathforge.reward.train",
+        "--config",
+        "configs/tiny/reward-orm.yaml",
+        f"model.init_from={base}",
+        f"out_dir={out}",
+        "batch.steps=3",
+        "checkpoint.every=3",
+        "data.synthetic_train=200",
+        "data.synthetic_eval=0",
+        "metrics.progress_bar=off",
+        *overrides,
+    ]
+    done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
+    (start,) = [e for e in events if e["event"] == "start"]
+    assert start["partitioned_start"] == (processes > 1)  # the ZeRO-3 run took the partitioned path
+    return {e["step"]: e["loss"] for e in events if e["event"] == "step"}
+
+
+def test_the_reward_stage_started_partitioned_under_zero3_trains_with_the_whole_starts_losses(base, tmp_path):
+    """The reward stage from a causal-LM checkpoint on 2 ZeRO-3 processes (network created
+    partitioned) and on 1 DDP process (built whole): the same losses over the same global batches
+    (sums in another order: 1e-5), so both started from the same backbone and head."""
+    zero3 = ["engine.kind=deepspeed", "engine.deepspeed_config=configs/deepspeed/zero3.json"]
+    sharded = reward_stage(tmp_path / "zero3", base, 2, *zero3)
+    whole = reward_stage(tmp_path / "ddp", base, 1)
+    assert sorted(sharded) == [1, 2, 3]
+    assert sharded == pytest.approx(whole, abs=1e-5)

@@ -45,6 +45,7 @@ class RewardModel:
     tokenizer: PreTrainedTokenizerBase
     path: str = ""
     random_weights: bool = False
+    partitioned: bool = False  # created partitioned over a ZeRO-3 run's processes
 
     @property
     def kind(self) -> str:
@@ -162,7 +163,7 @@ def init_reward_model_partitioned(
                 else:
                     param.zero_()
     _mark(network, kind, step_separator)
-    return RewardModel(network, tokenizer, base)
+    return RewardModel(network, tokenizer, base, partitioned=True)
 
 
 def _load_network(path: Path, dtype: str | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

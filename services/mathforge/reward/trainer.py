@@ -176,7 +176,11 @@ class RewardModule(TrainModule):
         self.result = TrainResult()
 
     def start_info(self) -> dict[str, Any]:
-        return {"examples": len(self.train_data.items), "skipped_long": self.train_data.skipped_long}
+        return {
+            "examples": len(self.train_data.items),
+            "skipped_long": self.train_data.skipped_long,
+            "partitioned_start": self.rm.partitioned,
+        }
 
     def train_batch(self, engine: Any, step: int) -> BatchResult:
         config, env, data = self.config, self.env, self.train_data
