@@ -134,7 +134,7 @@ def evaluate(rm: RewardModel, data: Encoded, batch_size: int = 32) -> dict[str, 
     return {
         "auc": roc_auc(scores, labels),
         "accuracy": correct / max(1, len(labels)),
-        "count": float(len(labels)),
+        "count": len(labels),
     }
 
 
