@@ -42,6 +42,18 @@ def test_grade_names_the_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "policy" in capsys.readouterr().err
 
 
+def test_a_policy_given_as_a_string_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "policy.jsonl"
+    path.write_text('{"pred": "50%", "gold": "0.5", "policy": "percent"}\n')
+    assert main(["grade", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "policy.jsonl:1: policy: grading policy must be an object of fields" in err
+    assert "not str 'percent'" in err and "['c'" not in err  # not its characters as unknown fields
+
+
 def test_eval_metrics_prints_acc_pass_and_maj(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_lines(
         tmp_path / "samples.jsonl",

@@ -70,6 +70,12 @@ class GradingPolicy:
         if not values:
             return DEFAULT_POLICY
         known = {f.name for f in fields(cls)}
+        if not isinstance(values, dict):
+            # e.g. "policy": "percent": a string's characters would be reported as unknown fields
+            raise ValueError(
+                f'grading policy must be an object of fields, e.g. {{"percent": "fraction"}}, '
+                f"not {type(values).__name__} {values!r}; fields: {', '.join(sorted(known))}"
+            )
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown grading policy fields {unknown}; known: {sorted(known)}")
