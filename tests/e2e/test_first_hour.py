@@ -49,6 +49,8 @@ def test_serve_help_lists_the_services():
         (["--config", "/no/such/config.yaml"], {}, "/no/such/config.yaml: No such file or directory"),
         ([], {"MATHFORGE_PORT": "fifty"}, "config field 'port': not an integer: 'fifty'"),
         (["--config", "{bad_yaml}"], {}, "unknown config field 'bogus_key'"),
+        # a mistyped flag: the message and where the flags are listed, not a 50-line usage block
+        (["--prot", "5"], {}, "unrecognized arguments: --prot 5 (`mathforge serve evaluator --help`"),
     ],
 )
 def test_serve_with_a_bad_config_is_one_line_and_exit_2(tmp_path, args, env, expected):

@@ -104,7 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(rest: list[str], **overrides: Any) -> Any:
     from mathforge.dedup.config import Config
 
-    config = Config.from_args(rest, prog="mathforge data (dedup flags)")
+    # the dedup service's own flags, which `mathforge serve dedup --help` lists (a bad one says so)
+    config = Config.from_args(rest, prog="mathforge serve dedup")
     for key, value in overrides.items():
         setattr(config, key, value)
     config.validate()

@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 import yaml
 
@@ -30,6 +30,14 @@ ENV_PREFIX = "MATHFORGE_"
 
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type, or out of range."""
+
+
+class _FlagParser(argparse.ArgumentParser):
+    """A service's flags: a bad one is a ConfigError (one line from the caller), not argparse's usage
+    block of every flag (50 lines for the evaluator) ahead of the message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (`{self.prog} --help` lists the flags)")
 
 
 def option(default: Any, help: str, **metadata: Any) -> Any:
@@ -183,7 +191,7 @@ class ServiceConfig:
         """Defaults < --config FILE (or MATHFORGE_CONFIG) < MATHFORGE_* variables < flags."""
         env = os.environ if env is None else env
         hints = typing.get_type_hints(cls)
-        parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip().splitlines()[0])
+        parser = _FlagParser(prog=prog, description=(cls.__doc__ or "").strip().splitlines()[0])
         parser.add_argument(
             "--config",
             default=env.get(ENV_PREFIX + "CONFIG", ""),
