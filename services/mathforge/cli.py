@@ -34,7 +34,7 @@ COMMAND_MODULES: list[str] = [
     "mathforge.training.submit",
     "mathforge.training.grpo.submit",
     "mathforge.reward.cli",
-    "mathforge.training.export",
+    "mathforge.training.export_cli",
     "mathforge.experiments.cli",
 ]
 

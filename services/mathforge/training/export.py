@@ -8,12 +8,12 @@ config, tokenizer) from any checkpoint, for the sampler, the reward service and 
 A run directory exports its newest intact step; a step directory is verified against its manifest
 and its fp32 training weights (train_state/) are exported, whatever world size or engine wrote them;
 a model directory (final/, a published version) is resharded. Tensors are read and written one at
-a time, so exporting a 7B model needs about one shard of memory, not the model.
+a time, so exporting a 7B model needs about one shard of memory, not the model. The command's parser
+is in training/export_cli.py, so that `mathforge` starts without importing torch.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -139,24 +139,3 @@ def export_checkpoint(
 def _read_all(shard: Tensors, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
     for name, shape, read in shard:
         yield name, read().to(dtype).reshape(shape).contiguous()
-
-
-def _export(args: argparse.Namespace) -> int:
-    out = export_checkpoint(args.source, args.output, args.dtype, int(args.max_shard_gb * (1 << 30)))
-    print(f"exported {args.source} to {out}")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    checkpoint = sub.add_parser("checkpoint", help="training checkpoints: export for serving")
-    commands = checkpoint.add_subparsers(dest="checkpoint_command", metavar="COMMAND", required=True)
-    export = commands.add_parser(
-        "export", help="write a Hugging Face directory (safetensors shards, config, tokenizer)"
-    )
-    export.add_argument(
-        "source", help="a run directory (newest intact step), a step-<n> or a model directory"
-    )
-    export.add_argument("--output", required=True, help="the directory to write (replaced atomically)")
-    export.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the model's)")
-    export.add_argument("--max-shard-gb", type=float, default=5.0, help="largest safetensors file, in GiB")
-    export.set_defaults(handler=lambda args, rest: _export(args))

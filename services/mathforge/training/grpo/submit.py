@@ -18,7 +18,6 @@ import argparse
 from typing import Any
 
 from mathforge.training.config import load_config
-from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.jobs import job_manifests, manifests_yaml
 from mathforge.training.submit import add_stage_parser, dry_run_header
 
@@ -76,6 +75,8 @@ def _open_weight_sync(node: Any, port: int) -> None:
 
 def render(config_path: str, overrides: list[str]) -> tuple[list[dict[str, Any]], str]:
     """The ConfigMap and PyTorchJob for a GRPO config, and their YAML as --dry-run prints it."""
+    from mathforge.training.grpo.config import GrpoConfig  # imports torch: only when submitting
+
     config = load_config(GrpoConfig, ["--config", config_path, *overrides])
     objects = job_manifests(STAGE, config, module=MODULE)
     _label_component(objects)
