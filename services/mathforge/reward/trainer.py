@@ -200,9 +200,9 @@ class RewardModule(TrainModule):
                 )
                 engine.backward(loss * (engine.loss_multiplier / global_count))
             loss_sum += float(loss.detach())
-        loss = all_reduce_sum(loss_sum, env.device) / global_count
-        self.result.losses.append(loss)
-        return BatchResult(loss=loss, counts={"examples": float(config.reward.examples_per_step)})
+        mean = all_reduce_sum(loss_sum, env.device) / global_count
+        self.result.losses.append(mean)
+        return BatchResult(loss=mean, counts={"examples": float(config.reward.examples_per_step)})
 
     def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None:
         every = self.config.reward.eval_every
