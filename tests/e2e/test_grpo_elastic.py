@@ -134,6 +134,18 @@ def moments(step_dir: Path) -> dict[str, object]:
     return found
 
 
+def assert_reference(found: list[dict], partitioned: bool, loads: int) -> None:
+    """pi_ref was loaded `loads` times; partitioned: rank 0 held about half of it, else all."""
+    references = [e for e in found if e["event"] == "reference"]
+    assert len(references) == loads
+    for event in references:
+        assert event["partitioned"] == partitioned
+        if partitioned:
+            assert event["held"] <= event["elements"] // 2 + 1000  # a partition, padded
+        else:
+            assert event["held"] == event["elements"]
+
+
 def assert_like(resumed: list[dict], straight: list[dict], at: range) -> None:
     assert {s: q for s, q in questions(resumed).items() if s in at} == {s: questions(straight)[s] for s in at}
     mine, theirs = steps(resumed), steps(straight)
@@ -155,6 +167,7 @@ def test_two_zero3_processes_resume_on_one_ddp_process(services, policy_dir, str
     out = tmp_path / "run"
     first = grpo(services, policy_dir, out, 2, *ZERO3, "batch.steps=2")
     assert len(questions(first)[1]) == 4  # the batch event lists both processes' questions
+    assert_reference(first, partitioned=True, loads=1)
     assert_like(first, straight_events, range(1, 3))
     # Ctrl-C in step 3 (it begins with the iteration boundary): the run stops after that step, its
     # step-2 checkpoint intact, and says so.
@@ -167,6 +180,7 @@ def test_two_zero3_processes_resume_on_one_ddp_process(services, policy_dir, str
     (resume,) = [e for e in second if e["event"] == "resume"]
     assert resume["step"] == 2 and resume["from_world_size"] == 2
     assert [e["iteration"] for e in second if e["event"] == "iteration"] == [1]
+    assert_reference(second, partitioned=False, loads=2)  # at the start, and reset at iteration 1
     assert_like(second, straight_events, range(3, 5))
     expected, found = moments(straight_out / "step-4"), moments(out / "step-4")
     assert sorted(found) == sorted(expected) and found
@@ -187,5 +201,6 @@ def test_one_ddp_process_resumes_on_two_zero3_processes(services, policy_dir, st
     (resume,) = [e for e in resumed if e["event"] == "resume"]
     assert resume["step"] == 2 and resume["from_world_size"] == 1
     assert [e["iteration"] for e in resumed if e["event"] == "iteration"] == [1]
+    assert_reference(resumed, partitioned=True, loads=2)
     assert_like(resumed, straight_events, range(3, 5))
     assert (out / "final" / "model.safetensors").is_file()

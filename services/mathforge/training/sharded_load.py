@@ -189,6 +189,13 @@ class FrozenModel:
     model: torch.nn.Module
     engine: Any = None
 
+    def elements(self) -> tuple[int, int]:
+        """(elements this process holds, elements of the whole model)."""
+        params = list(self.model.parameters())
+        total = sum(int(getattr(p, "ds_numel", p.numel())) for p in params)
+        held = sum(int(p.ds_tensor.numel()) if hasattr(p, "ds_tensor") else p.numel() for p in params)
+        return held, total
+
     def release(self) -> None:
         """Removes the engine's hooks so the partitions can be freed (before loading a new pi_ref)."""
         if self.engine is not None and hasattr(self.engine, "destroy"):

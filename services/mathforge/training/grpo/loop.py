@@ -152,7 +152,7 @@ class GrpoModule(TrainModule):
     def begin(self, engine: Any, start_step: int, metrics: TrainMetrics) -> None:
         self.engine, self.metrics = engine, metrics
         if self.wants_reference:
-            self.frozen = load_frozen(self.config, self.env, self.state.reference)
+            self.load_reference(self.state.reference, start_step)
         self.sync_policy()
         if start_step == 0:
             self.evaluate(0)
@@ -183,6 +183,13 @@ class GrpoModule(TrainModule):
             self.frozen.release()
             self.frozen = None
         self.link.close()
+
+    def load_reference(self, path: str, step: int) -> None:
+        """Loads pi_ref from `path` (partitioned under ZeRO-3) and says what this process holds."""
+        self.frozen = load_frozen(self.config, self.env, path)
+        held, total = self.frozen.elements()
+        partitioned = self.frozen.engine is not None
+        self.event("reference", step=step, path=path, partitioned=partitioned, held=held, elements=total)
 
     def close_source(self) -> None:
         if self.source is not None:
@@ -335,7 +342,7 @@ class GrpoModule(TrainModule):
         if self.frozen is not None:
             # from the saved copy: under ZeRO-3 no process holds the whole policy in memory
             self.frozen.release()
-            self.frozen = load_frozen(self.config, self.env, str(reference))
+            self.load_reference(str(reference), step)
         self.state.reference = str(reference)
         self.state.iteration = iteration
         self.event(
