@@ -132,8 +132,8 @@ def test_grpo_without_its_services_says_what_it_waits_for_and_how_to_start_them(
             f"out_dir={tmp_path / 'run'}",
             f"services.sampler=127.0.0.1:{port}",
             f"services.reward=127.0.0.1:{port}",
-            "services.ready_timeout_s=3",
-            "services.retry_budget_s=3",
+            "services.ready_timeout_s=3",  # bounds the wait: the retry budget of work is longer
+            "services.retry_budget_s=120",
             "metrics.progress_bar=off",
         ],
         capture_output=True,
@@ -146,3 +146,6 @@ def test_grpo_without_its_services_says_what_it_waits_for_and_how_to_start_them(
     assert f"waiting for the sampler at 127.0.0.1:{port}" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("grpo: ") and "mathforge up" in last and "Traceback" not in proc.stderr
+    waited = int(re.search(r"could take work for (\d+)s", last).group(1))
+    assert waited <= 10, last  # services.ready_timeout_s (3 s), not services.retry_budget_s
+    assert "none answered its health check" in last, last

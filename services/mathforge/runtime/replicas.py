@@ -193,9 +193,11 @@ class ReplicaSet(Generic[C]):
         return results
 
     # ---- work: the least-loaded replica ----------------------------------------------------
-    def submit(self, work: Callable[[C], T]) -> T:
+    def submit(self, work: Callable[[C], T], budget_s: float | None = None) -> T:
         """Runs `work` on the least-loaded prepared replica; on a dead or stale replica, again on
-        another (or the same once it is back and prepared), until the budget runs out."""
+        another (or the same once it is back and prepared), until the budget (`budget_s`, else the
+        set's) runs out."""
+        budget = self.budget_s if budget_s is None else budget_s
         started = time.monotonic()
         stale = 0
         pause = 0.05
@@ -204,10 +206,11 @@ class ReplicaSet(Generic[C]):
             replica = self._acquire()
             if replica is None:
                 elapsed = time.monotonic() - started
-                if elapsed >= self.budget_s:
+                if elapsed >= budget:
+                    why = f"last error: {last_error}" if last_error else "none answered its health check"
                     raise NoReplicaError(
                         f"no replica of {self.target} could take work for {elapsed:.0f}s "
-                        f"(known: {', '.join(self.addresses) or 'none'}; last error: {last_error})"
+                        f"(known: {', '.join(self.addresses) or 'none'}; {why})"
                     )
                 time.sleep(random.uniform(0, pause))
                 pause = min(pause * 2, 2.0)

@@ -113,7 +113,10 @@ class ServiceLink:
         )
         for replicas in (self.samplers, self.rewards):
             try:
-                replicas.submit(lambda client: client.wait_ready(self.config.ready_timeout_s))
+                # services.ready_timeout_s bounds the wait, not the (longer) retry budget of work
+                replicas.submit(
+                    lambda client: client.wait_ready(self.config.ready_timeout_s), self.config.ready_timeout_s
+                )
             except (NoReplicaError, TimeoutError) as exc:
                 raise TimeoutError(f"{exc}; {START_HINT}") from None
 
