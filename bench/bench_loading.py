@@ -14,6 +14,13 @@ Then, each under `torchrun --nproc_per_node=2` (gloo, CPU), one after the other:
        reading its partition's rows from the safetensors file, then the same initialize and
        forward pass.
 
+With `--fresh`, two more sides start from random weights instead (a fresh preset: pretraining or
+a reward model with no `model.init_from`), and print their own ratios before the last line:
+
+  fresh-old  the whole model built with seeded random weights in every process, then partitioned.
+  fresh-new  `fresh_partitioned` (partitioned_init.py): created under zero.Init, the same draws
+             replayed one module at a time, each process keeping its partitions.
+
 Measured per process: peak RSS (VmHWM, which counts the file pages a process read through mmap)
 and its peak anonymous memory (RssAnon sampled every 10 ms: the process's own allocations, without
 file pages), and the seconds from process start to the end of the first forward pass. Both sides
@@ -104,7 +111,7 @@ class AnonPeak:
         return self.peak_kb / 1024
 
 
-def worker(mode: str, model_dir: Path) -> None:
+def worker(mode: str, model_dir: Path, layers: int) -> None:
     """One process of one side; prints a JSON line with its peak RSS and seconds to ready."""
     import psutil
 
@@ -120,6 +127,18 @@ def worker(mode: str, model_dir: Path) -> None:
         from mathforge.models.checkpoint import load_model
 
         model, _ = load_model(model_dir, dtype="float32")
+    elif mode == "fresh-old":
+        from transformers import AutoModelForCausalLM
+
+        config = model_config(layers)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    elif mode == "fresh-new":
+        from mathforge.training.partitioned_init import fresh_partitioned
+        from transformers import AutoModelForCausalLM
+
+        model = fresh_partitioned(AutoModelForCausalLM, model_config(layers), DS_CONFIG, seed=0)
     else:
         from mathforge.training.sharded_load import load_partitioned
 
@@ -145,7 +164,7 @@ def worker(mode: str, model_dir: Path) -> None:
     torch.distributed.barrier()
 
 
-def run_side(mode: str, model_dir: Path) -> list[dict]:
+def run_side(mode: str, model_dir: Path, layers: int) -> list[dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", PYTHONPATH=str(REPO / "services"))
     command = [
         sys.executable,
@@ -158,6 +177,8 @@ def run_side(mode: str, model_dir: Path) -> list[dict]:
         mode,
         "--model",
         str(model_dir),
+        "--layers",
+        str(layers),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -166,15 +187,21 @@ def run_side(mode: str, model_dir: Path) -> list[dict]:
     return sorted(reports, key=lambda r: r["rank"])
 
 
+def _same_logits(results: dict[str, list[dict]], old: str, new: str) -> bool:
+    first, second = results[old][0]["logits_sum"], results[new][0]["logits_sum"]
+    return abs(first - second) <= 1e-3 * max(1.0, abs(first))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=18, help="decoder layers (18: 1.04B parameters)")
     parser.add_argument("--keep", default="", help="reuse/keep the saved model in this directory")
-    parser.add_argument("--worker", choices=("old", "new"), help=argparse.SUPPRESS)
+    parser.add_argument("--fresh", action="store_true", help="also measure a fresh (random-weight) start")
+    parser.add_argument("--worker", choices=("old", "new", "fresh-old", "fresh-new"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, Path(args.model))
+        worker(args.worker, Path(args.model), args.layers)
         return 0
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-loading-"))
@@ -188,7 +215,8 @@ def main() -> int:
             )
         with open("/proc/loadavg") as load:
             print(f"load average before: {load.read().split()[:3]}")
-        results = {mode: run_side(mode, model_dir) for mode in ("old", "new")}
+        modes = ("old", "new", "fresh-old", "fresh-new") if args.fresh else ("old", "new")
+        results = {mode: run_side(mode, model_dir, args.layers) for mode in modes}
         with open("/proc/loadavg") as load:
             print(f"load average after: {load.read().split()[:3]}")
         for mode, reports in results.items():
@@ -199,10 +227,18 @@ def main() -> int:
                     f"{r['seconds_to_first_forward']:.1f} s "
                     f"to the first forward, holds {r['elements_held'] / 1e6:.0f}M elements"
                 )
-        same = abs(results["old"][0]["logits_sum"] - results["new"][0]["logits_sum"]) <= 1e-3 * max(
-            1.0, abs(results["old"][0]["logits_sum"])
-        )
-        print(f"same logits on both sides: {same}")
+        print(f"same logits on both sides: {_same_logits(results, 'old', 'new')}")
+        if args.fresh:
+            print(
+                f"fresh start, same logits on both sides: {_same_logits(results, 'fresh-old', 'fresh-new')}"
+            )
+            for what, key in (
+                ("seconds to the first forward", "seconds_to_first_forward"),
+                ("peak memory per process", "peak_rss_mb"),
+            ):
+                old_value = max(r[key] for r in results["fresh-old"])
+                new_value = max(r[key] for r in results["fresh-new"])
+                print(f"fresh start, ratio old/new {what}: {old_value / new_value:.2f}")
         old_peak = max(r["peak_rss_mb"] for r in results["old"])
         new_peak = max(r["peak_rss_mb"] for r in results["new"])
         old_s = max(r["seconds_to_first_forward"] for r in results["old"])

@@ -1,6 +1,8 @@
 """ZeRO-3 models are created partitioned and each process reads only its share of the weights: on 2
 processes (gloo, CPU) the gathered parameters equal the checkpoint's and each process read about
-half of the elements. (SFT started that way trains with DDP's losses: test_training_elastic.py.)"""
+half of the elements. (SFT started that way trains with DDP's losses: test_training_elastic.py.)
+A fresh preset (random weights) is created partitioned too, with the weights the whole build draws
+from the same seed, so a ZeRO-3 run and a DDP run of it start, and train, the same."""
 
 from __future__ import annotations
 
@@ -155,3 +157,97 @@ def test_the_reward_stage_started_partitioned_under_zero3_trains_with_the_whole_
     whole = reward_stage(tmp_path / "ddp", base, 1)
     assert sorted(sharded) == [1, 2, 3]
     assert sharded == pytest.approx(whole, abs=1e-5)
+
+
+FRESH_CHECK = """
+import json, sys, torch, deepspeed
+from transformers import AutoModelForCausalLM
+from mathforge.models.presets import build_model, model_config
+from mathforge.models.tokenizer import default_tokenizer
+from mathforge.reward.model import init_reward_model, init_reward_model_partitioned
+from mathforge.training.distributed import finish_distributed, init_distributed
+from mathforge.training.partitioned_init import fresh_partitioned
+env = init_distributed("cpu", use_deepspeed=True)
+ds = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}}
+tok = default_tokenizer()
+ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+report = {"rank": env.rank}
+built = {
+    "lm": (fresh_partitioned(AutoModelForCausalLM, model_config("tiny", len(tok), **ids), ds, seed=3),
+           build_model("tiny", len(tok), seed=3, **ids)),
+    "rm": (init_reward_model_partitioned("prm", "tiny", ds, seed=5, tokenizer=tok).network,
+           init_reward_model("prm", "tiny", seed=5, tokenizer=tok).network),
+}
+for key, (model, whole) in built.items():
+    expected = dict(whole.named_parameters())
+    differ = []
+    for name, param in model.named_parameters():
+        with deepspeed.zero.GatheredParameters(param):
+            if not torch.equal(param.data, expected[name].data):
+                differ.append(name)
+    report[key] = {"differ": differ, "held": sum(p.ds_tensor.numel() for p in model.parameters()),
+                   "total": sum(p.ds_numel for p in model.parameters()),
+                   "names": len(expected), "head_std": float(expected["lm_head.weight" if key == "lm"
+                                                                       else "score.weight"].std())}
+report["end"] = True  # the two ranks' lines can run together: the marker ends each object
+print(json.dumps(report), flush=True)
+finish_distributed()
+"""
+
+
+def test_a_fresh_preset_is_created_partitioned_with_the_weights_the_whole_build_draws(tmp_path):
+    """The tiny preset (causal LM, and a reward network) created partitioned on 2 processes: each
+    holds half, and gathered they equal `build_model` / `init_reward_model` with the same seed,
+    every parameter (the whole build does not depend on the number of processes, so neither does
+    this). The whole build's head has the configured std (0.02), not zeros or construction draws."""
+    script = tmp_path / "check_fresh.py"
+    script.write_text(FRESH_CHECK)
+    done = torchrun(str(script))
+    reports = [json.loads(found) for found in re.findall(r'\{"rank".*?"end": true\}', done.stdout)]
+    assert sorted(r["rank"] for r in reports) == [0, 1]
+    for report in reports:
+        for key in ("lm", "rm"):
+            assert report[key]["differ"] == [], key
+            assert report[key]["names"] > 10
+            assert report[key]["held"] <= report[key]["total"] // 2 + 1000
+            assert report[key]["head_std"] == pytest.approx(0.02, rel=0.1)
+
+
+def sft_fresh(out: Path, tokenizer: Path, processes: int, *overrides: str) -> tuple[dict, dict[int, float]]:
+    """SFT from the tiny preset's random weights (no init_from); the start event and {step: loss}."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "mathforge.training.sft",
+        "--config",
+        "configs/tiny/sft.yaml",
+        f"model.tokenizer={tokenizer}",
+        f"out_dir={out}",
+        "seed=11",
+        "batch.steps=2",
+        "checkpoint.every=2",
+        "data.synthetic_problems=100",
+        "metrics.progress_bar=off",
+        *overrides,
+    ]
+    done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
+    (start,) = [e for e in events if e["event"] == "start"]
+    return start, {e["step"]: e["loss"] for e in events if e["event"] == "step"}
+
+
+def test_sft_from_a_fresh_preset_under_zero3_trains_with_the_whole_builds_losses(base, tmp_path):
+    """SFT from random weights on 2 ZeRO-3 processes (created partitioned) and on 1 DDP process
+    (built whole): the same losses over the same global batches (sums in another order: 1e-4)."""
+    zero3 = ["engine.kind=deepspeed", "engine.deepspeed_config=configs/deepspeed/zero3.json"]
+    start, sharded = sft_fresh(tmp_path / "zero3", base, 2, *zero3)
+    assert start["partitioned_start"] is True
+    start, whole = sft_fresh(tmp_path / "ddp", base, 1)
+    assert start["partitioned_start"] is False
+    assert sorted(sharded) == [1, 2]
+    assert sharded == pytest.approx(whole, abs=1e-4)

@@ -91,24 +91,33 @@ def init_reward_model(
     _check_kind(kind, step_separator)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if base in PRESETS and not Path(base).exists():
+        if _is_preset(base):
             tokenizer = tokenizer or default_tokenizer()
-            config = model_config(
-                base,
-                len(tokenizer),
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            config.num_labels = 1
-            config.classifier_dropout = 0.0
-            network = AutoModelForTokenClassification.from_config(config)
+            network = AutoModelForTokenClassification.from_config(_preset_config(base, tokenizer))
             network.to(parse_dtype(dtype))
             _mark(network, kind, step_separator)
             return RewardModel(network, tokenizer, base, random_weights=True)
         network, tokenizer = _load_network(Path(base), dtype)
     _mark(network, kind, step_separator)
     return RewardModel(network, tokenizer, base)
+
+
+def _is_preset(base: str) -> bool:
+    return base in PRESETS and not Path(base).exists()
+
+
+def _preset_config(preset: str, tokenizer: PreTrainedTokenizerBase) -> Any:
+    """The reward network's config (one label, no dropout) for a preset with `tokenizer`'s vocabulary."""
+    config = model_config(
+        preset,
+        len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config.num_labels = 1
+    config.classifier_dropout = 0.0
+    return config
 
 
 def _network_config(path: Path) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -130,17 +139,32 @@ def _network_config(path: Path) -> tuple[Any, PreTrainedTokenizerBase]:
 
 
 def init_reward_model_partitioned(
-    kind: str, base: str, ds_config: dict[str, Any], step_separator: str = DEFAULT_SEPARATOR, seed: int = 0
+    kind: str,
+    base: str,
+    ds_config: dict[str, Any],
+    step_separator: str = DEFAULT_SEPARATOR,
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> RewardModel:
-    """`init_reward_model` on a checkpoint directory for a ZeRO-3 run: the network is created
-    partitioned over the processes and each reads only its share of the backbone (and of the head,
-    from a reward model directory). A fresh head gets the values `init_reward_model` gives it (the
-    seeded draw transformers makes for a missing Linear), so both start the same."""
+    """`init_reward_model` for a ZeRO-3 run: the network is created partitioned over the processes.
+    From a checkpoint directory each process reads only its share of the backbone (and of the head,
+    from a reward model directory); a fresh head gets the values `init_reward_model` gives it (the
+    seeded draw transformers makes for a missing Linear). From a preset (random weights) the network
+    gets the weights the whole build draws from `seed` (partitioned_init.py). Both paths start the
+    same as `init_reward_model`'s."""
     import deepspeed
 
+    from mathforge.training.partitioned_init import fresh_partitioned
     from mathforge.training.sharded_load import partitioned_model, read_partitions
 
     _check_kind(kind, step_separator)
+    if _is_preset(base):
+        tokenizer = tokenizer or default_tokenizer()
+        network = fresh_partitioned(
+            AutoModelForTokenClassification, _preset_config(base, tokenizer), ds_config, seed
+        )
+        _mark(network, kind, step_separator)
+        return RewardModel(network, tokenizer, base, random_weights=True, partitioned=True)
     path = Path(base)
     config, tokenizer = _network_config(path)
     network = partitioned_model(path, ds_config, AutoModelForTokenClassification, config)

@@ -233,12 +233,19 @@ def train(
 
 
 def reward_network(config: RewardTrainConfig, env: DistEnv, tokenizer: Any) -> RewardModel:
-    """The reward model to train: under ZeRO-3 from a checkpoint directory, created partitioned with
-    each process reading its share (sharded_load.py); else whole on every process."""
+    """The reward model to train: under ZeRO-3 created partitioned, from a checkpoint directory with
+    each process reading its share (sharded_load.py), from a preset with the weights the whole build
+    draws (partitioned_init.py); else whole on every process."""
     kind, separator = config.reward.kind, config.reward.step_separator
-    if config.model.init_from and zero_stage(config) == 3:
+    if zero_stage(config) == 3:
         ds_config = deepspeed_config(config, env, config.accumulation_steps(env.world_size))
-        return init_reward_model_partitioned(kind, config.model.init_from, ds_config, separator, config.seed)
+        if config.model.init_from:
+            return init_reward_model_partitioned(
+                kind, config.model.init_from, ds_config, separator, config.seed
+            )
+        return init_reward_model_partitioned(
+            kind, config.model.preset, ds_config, separator, config.seed, tokenizer=tokenizer
+        )
     base = config.model.init_from or config.model.preset
     return init_reward_model(kind, base, separator, seed=config.seed, tokenizer=tokenizer)
 

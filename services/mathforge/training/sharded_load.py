@@ -131,12 +131,10 @@ def read_partitions(model: PreTrainedModel, model_dir: Path, fresh: tuple[str, .
                 raise CheckpointError(f"{model_dir}: no weights for {name}")
             if files[name] not in readers:
                 readers[files[name]] = SafetensorsRanges(files[name])
-            local = param.ds_tensor  # this process's partition, flat and padded at the end
-            start = min(param.ds_numel, local.numel() * _partition_rank(param))
-            stop = min(param.ds_numel, start + local.numel())
+            start, stop = partition_range(param)
             if stop > start:
                 values = readers[files[name]].read_range(name, start, stop)
-                local.narrow(0, 0, stop - start).copy_(values.to(local.dtype))
+                param.ds_tensor.narrow(0, 0, stop - start).copy_(values.to(param.ds_tensor.dtype))
                 read += stop - start
     finally:
         for reader in readers.values():
@@ -144,11 +142,15 @@ def read_partitions(model: PreTrainedModel, model_dir: Path, fresh: tuple[str, .
     return read
 
 
-def _partition_rank(param: Any) -> int:
+def partition_range(param: Any) -> tuple[int, int]:
+    """The elements [start, stop) of the flattened ZeRO-3 parameter that this process holds: its
+    `ds_tensor` is that range, padded at the end of the last partition."""
     import torch.distributed as dist
 
     group = getattr(param, "ds_process_group", None)
-    return dist.get_rank(group=group) if dist.is_initialized() else 0
+    rank = dist.get_rank(group=group) if dist.is_initialized() else 0
+    start = min(param.ds_numel, param.ds_tensor.numel() * rank)
+    return start, min(param.ds_numel, start + param.ds_tensor.numel())
 
 
 def load_partitioned(model_dir: str | Path, ds_config: dict[str, Any]) -> PreTrainedModel:

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from mathforge.models.checkpoint import CheckpointError, load_model
-from mathforge.models.presets import build_model
+from mathforge.models.presets import build_model, model_config
 from mathforge.models.tokenizer import build_tokenizer
 from mathforge.training.config import ConfigError, TrainConfig
 from mathforge.training.distributed import (
@@ -34,10 +34,11 @@ from mathforge.training.distributed import (
     finish_distributed,
     init_distributed,
 )
-from mathforge.training.engines import build_engine
+from mathforge.training.engines import build_engine, deepspeed_config
 from mathforge.training.global_rows import GlobalRows
 from mathforge.training.interrupt import Interrupted, exit_now
 from mathforge.training.packing import IGNORE
+from mathforge.training.partitioned_init import fresh_partitioned
 from mathforge.training.sharded_load import prepare_partitioned, zero_stage
 from mathforge.training.train_loop import BatchResult, Trainer, TrainModule
 
@@ -96,21 +97,26 @@ def prepare_model(
 ) -> PreTrainedModel:
     """The starting weights: init_from's checkpoint, or the preset with seeded random weights.
 
-    Under ZeRO-3 (given `env`) init_from's weights are created partitioned and each process reads
-    only its share (sharded_load.py)."""
-    if config.model.init_from and env is not None and zero_stage(config) == 3:
-        model = prepare_partitioned(config, env, config.model.init_from)
+    Under ZeRO-3 (given `env`) the model is created partitioned: init_from's weights with each
+    process reading only its share (sharded_load.py), a preset's drawn as the whole build draws them
+    (partitioned_init.py), so no process ever holds the whole model."""
+    special = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if env is not None and zero_stage(config) == 3:
+        if config.model.init_from:
+            model = prepare_partitioned(config, env, config.model.init_from)
+        else:
+            ds_config = deepspeed_config(config, env, config.accumulation_steps(env.world_size))
+            shape = model_config(config.model.preset, len(tokenizer), **special)
+            model = fresh_partitioned(AutoModelForCausalLM, shape, ds_config, config.seed)
     elif config.model.init_from:
         model, _ = load_model(config.model.init_from, dtype="float32")
     else:
         model = build_model(
-            config.model.preset,
-            vocab_size=len(tokenizer),
-            seed=config.seed,
-            dtype="float32",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            config.model.preset, vocab_size=len(tokenizer), seed=config.seed, dtype="float32", **special
         )
     model.config.use_cache = False
     model.set_attn_implementation(config.model.attn_implementation)
@@ -123,16 +129,25 @@ class LanguageModelModule(TrainModule):
     """Pretraining and SFT's TrainModule: next-token loss over packed rows from a batch stream."""
 
     def __init__(
-        self, config: TrainConfig, env: DistEnv, tokenizer: PreTrainedTokenizerBase, stream: BatchStream
+        self,
+        config: TrainConfig,
+        env: DistEnv,
+        tokenizer: PreTrainedTokenizerBase,
+        stream: BatchStream,
+        partitioned: bool = False,
     ):
         self.config = config
         self.env = env
+        self.partitioned = partitioned  # the model was created partitioned (ZeRO-3), never whole
         self.pad_id = tokenizer.pad_token_id
         self.stream = stream
         self.shared_data = isinstance(stream, GlobalRows)
         self.autocast = (
             env.device.type == "cuda" and config.engine.kind == "ddp" and config.model.dtype != "float32"
         )
+
+    def start_info(self) -> dict[str, Any]:
+        return {"partitioned_start": self.partitioned}
 
     def train_batch(self, engine: Any, step: int) -> BatchResult:
         micro_batches = [
@@ -177,8 +192,10 @@ def train(
     stream: BatchStream,
 ) -> list[float]:
     """Runs (or resumes) the configured number of steps; returns the losses of the steps it ran."""
+    partitioned = any(hasattr(param, "ds_tensor") for param in model.parameters())
     engine = build_engine(config, model, env)
-    return Trainer(config, env, engine, LanguageModelModule(config, env, tokenizer, stream), tokenizer).fit()
+    module = LanguageModelModule(config, env, tokenizer, stream, partitioned)
+    return Trainer(config, env, engine, module, tokenizer).fit()
 
 
 def run_stage(
