@@ -31,16 +31,19 @@ from mathforge.training.sharded_load import partition_range
 
 @contextlib.contextmanager
 def _construction_draws_on_cpu() -> Iterator[None]:
-    """While a model is constructed under zero.Init: torch's init functions draw into a CPU float32
-    scratch tensor of the parameter's shape (the whole build constructs in float32 on the CPU), and
+    """While a model is constructed under zero.Init: torch's init functions draw on the CPU in float32
+    (as the whole build constructs), into the parameter itself when it is such a tensor (zero.Init
+    partitions a module's parameters when its constructor returns), else into a scratch tensor, and
     transformers' init pass, which each model runs at the end of its constructor (a wrapped model's
     before its wrapper's head is constructed), is `_init_pass` (on partitions it would draw nothing)."""
     from transformers import initialization
 
     def replay(original: Callable[..., Any]) -> Callable[..., Any]:
         def draw(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            shape = getattr(tensor, "ds_shape", tensor.shape)
-            original(torch.empty(shape, dtype=torch.float32), *args, **kwargs)
+            if tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.numel():
+                original(tensor, *args, **kwargs)  # the module's own full tensor: no scratch needed
+            else:
+                original(torch.empty(getattr(tensor, "ds_shape", tensor.shape)), *args, **kwargs)
             return tensor
 
         return draw
@@ -76,19 +79,22 @@ def _init_pass(model: PreTrainedModel) -> None:
         if getattr(module, "_is_hf_initialized", False):
             return
         params = list(module.parameters(recurse=False))
-        # NaN marks what the init pass leaves alone: such a parameter keeps its construction draw
-        # in a whole build, which is not kept here, so it is an error rather than a silent garbage.
-        full = [torch.full(tuple(p.ds_shape), float("nan")) for p in params]
+        full = [torch.empty(tuple(p.ds_shape)) for p in params]
         held = [p.data for p in params]
         try:
             for param, values in zip(params, full, strict=True):
                 param.data = values
+            # In-place writes bump a tensor's version. One the init pass leaves alone would keep
+            # its construction draw in a whole build, which is not kept here: an error, not garbage.
+            versions = [param._version for param in params]
             init(module, custom)
+            written = [param._version != version for param, version in zip(params, versions, strict=True)]
         finally:
             for param, placeholder in zip(params, held, strict=True):
                 param.data = placeholder
-        for (name, param), values in zip(module.named_parameters(recurse=False), full, strict=True):
-            if torch.isnan(values).any():
+        named = module.named_parameters(recurse=False)
+        for (name, param), values, changed in zip(named, full, written, strict=True):
+            if not changed:
                 raise ValueError(
                     f"{type(module).__name__}.{name}: not set by the model's init pass, so a partitioned "
                     "fresh start cannot reproduce it; start from model.init_from instead"
