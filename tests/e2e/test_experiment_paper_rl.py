@@ -48,7 +48,7 @@ def test_quick_profile_reports_every_view_and_resumes(tmp_path):
     lines = (out / "runs" / "iterative_grpo-seed0" / "events.jsonl").read_text().splitlines()
     iterations = [e for e in map(json.loads, lines) if e["event"] == "iteration"]
     assert iterations and iterations[0]["reward_model_version"] >= 1  # the PRM was retrained and reloaded
-    assert (out / "runs" / "rft-seed0" / "offline" / "rank-0").is_dir()
+    assert list((out / "runs" / "rft-seed0" / "offline").glob("batch-*.pkl"))  # the global batches
     # one sampler and one reward service for everything: each run loaded its policy on its own line
     # (versions from 1 on every line), the iterative run its PRM on its own line of the reward service
     loads = [e for e in _log_events(out / "services" / "sampler.log") if e.get("msg") == "weights loaded"]

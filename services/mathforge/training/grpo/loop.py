@@ -88,6 +88,10 @@ class GrpoModule(TrainModule):
     state around the shared Trainer's steps. One batch is one GRPO step: mu clipped updates
     (optimizer steps of their own), then the weights published as the next version."""
 
+    # Every process draws each whole batch from the same question order (or reads the whole cached
+    # batch, for the offline methods) and takes its slice, so the data position is global.
+    shared_data = True
+
     def __init__(self, config: GrpoConfig, env: DistEnv, tokenizer: PreTrainedTokenizerBase):
         self.config = config
         self.env = env
@@ -112,9 +116,6 @@ class GrpoModule(TrainModule):
             )
         self.wants_reference = self.settings.clip.beta > 0 or self.method.needs_reference
         self.frozen: FrozenModel | None = None  # pi_ref: partitioned under ZeRO-3 (sharded_load.py)
-        # Every process draws each whole batch from the same question order and takes its slice, so
-        # the position is global. An offline method's cached batches are per process: they are not.
-        self.shared_data = self.method.source != "offline"
         self.engine: Any = None  # the Trainer's, given by begin()
         self.metrics: TrainMetrics | None = None
         self.last: Rollout | None = None  # the batch trained on last (its pool position is committed)
