@@ -3,6 +3,7 @@ the final save; a stage's TrainModule says how one batch trains.
 
     trainer = Trainer(config, env, engine, module, tokenizer)
     losses = trainer.fit()            # runs (or resumes) to batch.steps
+    losses = run_distributed(config, lambda env: ...)   # a stage's entry: the process group around it
 
 A TrainModule runs the forward and backward passes of one optimizer step (all its micro-steps) and
 returns the step's loss, extra values to log and counts to turn into rates; the Trainer then steps
@@ -15,18 +16,21 @@ Pretraining and SFT (training/trainer.py), the reward model (reward/trainer.py) 
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from transformers import PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from mathforge.models.checkpoint import save_model
 from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
 from mathforge.training.config import TrainConfig
-from mathforge.training.distributed import DistEnv
-from mathforge.training.interrupt import Interrupted, StopRequest
+from mathforge.training.distributed import DistEnv, finish_distributed, init_distributed
+from mathforge.training.interrupt import Interrupted, StopRequest, exit_now
 from mathforge.training.metrics import TrainMetrics
 
 
@@ -202,3 +206,27 @@ class Trainer:
             done.update(self.module.done_info())
             self.metrics.event("done", step=self.config.batch.steps, **done, final=str(final))
         self.final = final
+
+
+Result = TypeVar("Result")
+
+
+def run_distributed(config: TrainConfig, body: Callable[[DistEnv], Result]) -> Result:
+    """Runs `body` in the run's process group and leaves the group whatever happens. A run stopped by
+    Ctrl-C or SIGTERM (Interrupted) says on rank 0 where a rerun resumes and ends the process at once
+    with 128 + the signal: the group is left and every checkpoint is whole by then, and the
+    interpreter's own exit could spend seconds collecting a large run's data."""
+    env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
+    hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
+    interrupted: Interrupted | None = None
+    try:
+        return body(env)
+    except Interrupted as exc:
+        if env.is_main:
+            print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)
+        interrupted = exc
+        raise SystemExit(exc.exit_code) from None
+    finally:
+        finish_distributed()
+        if interrupted is not None:
+            exit_now(interrupted.exit_code)

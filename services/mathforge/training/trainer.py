@@ -21,26 +21,18 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
 from mathforge.models.checkpoint import CheckpointError, load_model
 from mathforge.models.presets import build_model, model_config
 from mathforge.models.tokenizer import build_tokenizer
 from mathforge.training.config import ConfigError, TrainConfig
-from mathforge.training.distributed import (
-    DistEnv,
-    all_reduce_sum,
-    barrier,
-    finish_distributed,
-    init_distributed,
-)
+from mathforge.training.distributed import DistEnv, all_reduce_sum, barrier
 from mathforge.training.engines import build_engine, deepspeed_config
 from mathforge.training.global_rows import GlobalRows
-from mathforge.training.interrupt import Interrupted, exit_now
 from mathforge.training.packing import IGNORE
 from mathforge.training.partitioned_init import fresh_partitioned
 from mathforge.training.sharded_load import prepare_partitioned, zero_stage
-from mathforge.training.train_loop import BatchResult, Trainer, TrainModule
+from mathforge.training.train_loop import BatchResult, Trainer, TrainModule, run_distributed
 
 
 class BatchStream(Protocol):
@@ -203,27 +195,19 @@ def run_stage(
     make_stream: Callable[[TrainConfig, PreTrainedTokenizerBase, DistEnv], BatchStream],
     tokenizer_texts: Callable[[], list[str]],
 ) -> list[float]:
-    """Sets up the process group, tokenizer, model and data, trains, and leaves cleanly."""
-    env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
-    hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
-    interrupted: Interrupted | None = None
-    try:
-        tokenizer = prepare_tokenizer(config, env, tokenizer_texts)
-        model = prepare_model(config, tokenizer, env)
-        stream = make_stream(config, tokenizer, env)
-        return train(config, env, model, tokenizer, stream)
-    except CheckpointError as exc:
-        print(f"{config.stage}: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except ConfigError as exc:  # a setting only the run can check (a metrics package not installed)
-        print(f"{config.stage}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except Interrupted as exc:
-        if env.is_main:
-            print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)
-        interrupted = exc
-        raise SystemExit(exc.exit_code) from None
-    finally:
-        finish_distributed()
-        if interrupted is not None:
-            exit_now(interrupted.exit_code)
+    """Sets up the tokenizer, model and data in the run's process group, trains, and leaves cleanly."""
+
+    def stage(env: DistEnv) -> list[float]:
+        try:
+            tokenizer = prepare_tokenizer(config, env, tokenizer_texts)
+            model = prepare_model(config, tokenizer, env)
+            stream = make_stream(config, tokenizer, env)
+            return train(config, env, model, tokenizer, stream)
+        except CheckpointError as exc:
+            print(f"{config.stage}: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except ConfigError as exc:  # a setting only the run can check (a metrics package not installed)
+            print(f"{config.stage}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return run_distributed(config, stage)

@@ -1,4 +1,5 @@
-"""Runs the GRPO stage.
+"""Runs the GRPO stage: the policy and its engine in the run's process group, GrpoModule (loop.py)
+on the shared Trainer.
 
 torchrun --nproc_per_node=1 -m mathforge.training.grpo --config configs/tiny/grpo.yaml [key=value ...]
 python -m mathforge.training.grpo --config configs/paper-7b/grpo.yaml model.init_from=/checkpoints/sft/final
@@ -11,10 +12,43 @@ import sys
 from collections.abc import Sequence
 
 from mathforge.models.checkpoint import CheckpointError
-from mathforge.training.config import ConfigError, stage_config
+from mathforge.training.config import ConfigError, dump_config, stage_config
+from mathforge.training.distributed import DistEnv
+from mathforge.training.engines import build_engine
 from mathforge.training.grpo.config import GrpoConfig
-from mathforge.training.grpo.loop import run_grpo
+from mathforge.training.grpo.loop import GrpoModule
 from mathforge.training.grpo.services import StaleSampleError
+from mathforge.training.sharded_load import load_policy
+from mathforge.training.train_loop import Trainer, run_distributed
+
+log = logging.getLogger(__name__)
+
+
+def train_grpo(config: GrpoConfig, env: DistEnv) -> list[float]:
+    """Checks the run fits its processes, builds the policy (partitioned under ZeRO-3) and trains."""
+    if config.rollout.questions_per_step % env.world_size:
+        raise ValueError(
+            f"rollout.questions_per_step {config.rollout.questions_per_step} does not split "
+            f"over {env.world_size} processes"
+        )
+    if config.rollout.dynamic_sampling and env.world_size > 1:
+        raise ValueError(
+            "rollout.dynamic_sampling runs on one process: each process would refill a different "
+            "number of groups and their question orders would part"
+        )
+    if env.is_main:
+        log.info("effective config:\n%s", dump_config(config))
+    policy, tokenizer = load_policy(config, env, config.model.init_from)
+    policy.config.use_cache = False
+    if config.model.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    engine = build_engine(config, policy, env)
+    return Trainer(config, env, engine, GrpoModule(config, env, tokenizer), tokenizer).fit()
+
+
+def run_grpo(config: GrpoConfig) -> list[float]:
+    """Runs GRPO in the run's process group and leaves it cleanly (Ctrl-C: train_loop.run_distributed)."""
+    return run_distributed(config, lambda env: train_grpo(config, env))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

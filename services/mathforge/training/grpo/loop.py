@@ -23,8 +23,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,18 +30,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
 from mathforge.models.checkpoint import save_model
-from mathforge.training.config import dump_config
 from mathforge.training.distributed import (
     DistEnv,
     all_reduce_sum,
     barrier,
-    finish_distributed,
-    init_distributed,
 )
-from mathforge.training.engines import build_engine
 from mathforge.training.grpo.batches import BatchCollector
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.evaluation import held_out_accuracy, held_out_questions
@@ -68,7 +61,6 @@ from mathforge.training.grpo.services import LoadedModel, ServiceLink
 from mathforge.training.grpo.state import RunState
 from mathforge.training.grpo.step_metrics import rollout_source_metrics, step_metrics
 from mathforge.training.grpo.update import UpdateSettings, policy_update
-from mathforge.training.interrupt import Interrupted, exit_now
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.objective.methods import (
     METHODS,
@@ -77,10 +69,8 @@ from mathforge.training.objective.methods import (
     method_coefficients,
 )
 from mathforge.training.objective.sources import method_source
-from mathforge.training.sharded_load import FrozenModel, load_frozen, load_policy
-from mathforge.training.train_loop import BatchResult, Trainer, TrainModule
-
-log = logging.getLogger(__name__)
+from mathforge.training.sharded_load import FrozenModel, load_frozen
+from mathforge.training.train_loop import BatchResult, TrainModule
 
 
 class GrpoModule(TrainModule):
@@ -392,38 +382,3 @@ class GrpoModule(TrainModule):
             questions=[d for part in every for d in part[0]],
             versions=[min(part[1] for part in every), max(part[2] for part in every)],
         )
-
-
-def run_grpo(config: GrpoConfig) -> list[float]:
-    """Sets up the process group, runs GRPO, and leaves cleanly."""
-    env = init_distributed(config.engine.device, use_deepspeed=config.engine.kind == "deepspeed")
-    hf_logging.disable_progress_bar()  # the run's own metrics lines are the progress report
-    interrupted: Interrupted | None = None
-    try:
-        if config.rollout.questions_per_step % env.world_size:
-            raise ValueError(
-                f"rollout.questions_per_step {config.rollout.questions_per_step} does not split "
-                f"over {env.world_size} processes"
-            )
-        if config.rollout.dynamic_sampling and env.world_size > 1:
-            raise ValueError(
-                "rollout.dynamic_sampling runs on one process: each process would refill a different "
-                "number of groups and their question orders would part"
-            )
-        if env.is_main:
-            log.info("effective config:\n%s", dump_config(config))
-        policy, tokenizer = load_policy(config, env, config.model.init_from)
-        policy.config.use_cache = False
-        if config.model.gradient_checkpointing:
-            policy.gradient_checkpointing_enable()
-        engine = build_engine(config, policy, env)
-        return Trainer(config, env, engine, GrpoModule(config, env, tokenizer), tokenizer).fit()
-    except Interrupted as exc:
-        if env.is_main:
-            print(f"{config.stage}: {exc}", file=sys.stderr, flush=True)
-        interrupted = exc
-        raise SystemExit(exc.exit_code) from None
-    finally:
-        finish_distributed()
-        if interrupted is not None:
-            exit_now(interrupted.exit_code)
