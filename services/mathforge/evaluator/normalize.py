@@ -169,7 +169,7 @@ def normalize(answer: str, policy: GradingPolicy) -> str:
     s = s.replace("{,}", "").replace("\\%", "%").replace("\\$", "")
     s = re.sub(r"\s+(?:and|or)\s+|[，、]|(?<=[\d}])\s*[和或]\s*", ",", s)
     for pattern, canonical in _RELATIONS:
-        s = pattern.sub(lambda _, c=canonical: c, s) if pattern.search(s) else s
+        s = pattern.sub(canonical.replace("\\", "\\\\"), s)  # a template: its backslashes doubled
     s = s.replace("∞", "\\infty").replace("\\varnothing", "\\emptyset").replace("∅", "\\emptyset")
     if policy.units == "strip":
         s = _DEGREES.sub("", s)

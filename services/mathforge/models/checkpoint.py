@@ -222,7 +222,10 @@ def capture_rng_state() -> dict[str, Any]:
     """The states of Python's, NumPy's and torch's generators (and CUDA's when present), as plain
     JSON values, so a checkpoint never needs unpickling to restore them."""
     version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    if not isinstance(legacy, tuple):  # numpy gives the dict form only for another bit generator
+        raise TypeError(f"numpy's global generator is {legacy['bit_generator']}, not MT19937")
+    name, keys, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],

@@ -21,6 +21,7 @@ import datetime
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,13 @@ class TransferError(RuntimeError):
     """A weight transfer could not form its group or did not deliver what was planned."""
 
 
+class TransferGroup(Protocol):
+    """A transfer's group: a backend's own process group (ProcessGroupGloo, ProcessGroupNCCL), of
+    which a transfer uses the broadcast."""
+
+    def broadcast(self, tensors: list[torch.Tensor], opts: dist.BroadcastOptions) -> dist.Work: ...
+
+
 def served_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The tensors that make a policy version, in the model's own order: its parameters, tied ones
     once. Both sides of a transfer, and the checksum, use this order."""
@@ -46,7 +54,7 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.detach().reshape(-1)
     if flat.device.type != "cpu":
         flat = flat.cpu()
-    return memoryview(flat.contiguous().view(torch.uint8).numpy())
+    return flat.contiguous().view(torch.uint8).numpy().data
 
 
 class Checksum:
@@ -143,17 +151,21 @@ def connect_store(address: str, timeout_s: float) -> dist.TCPStore:
 
 def make_group(
     store: dist.Store, group_id: str, rank: int, world_size: int, backend: str, timeout_s: float
-) -> dist.ProcessGroup:
+) -> TransferGroup:
     """The backend's process group over `store` under the group's prefix (every rank must call it)."""
     prefixed = dist.PrefixStore(f"mathforge-weights/{group_id}/pg", store)
     timeout = datetime.timedelta(seconds=timeout_s)
+    group: dist.ProcessGroupGloo | dist.ProcessGroupNCCL
     if backend == "gloo":
-        return dist.ProcessGroupGloo(prefixed, rank, world_size, timeout)
-    if backend == "nccl":
+        group = dist.ProcessGroupGloo(prefixed, rank, world_size, timeout)
+    elif backend == "nccl":
         options = dist.ProcessGroupNCCL.Options()
         options._timeout = timeout
-        return dist.ProcessGroupNCCL(prefixed, rank, world_size, options)
-    raise TransferError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        group = dist.ProcessGroupNCCL(prefixed, rank, world_size, options)
+    else:
+        raise TransferError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    # Both bind c10d's Backend.broadcast; torch's type stubs list it only on ProcessGroup.
+    return cast(TransferGroup, group)
 
 
 def ready_key(group_id: str, rank: int) -> str:
@@ -166,7 +178,7 @@ def go_key(group_id: str) -> str:
 
 def join_group(
     store: dist.Store, group_id: str, rank: int, world_size: int, backend: str, timeout_s: float
-) -> dist.ProcessGroup:
+) -> TransferGroup:
     """A receiver's side of forming the group: announce, wait for the trainer's go, then form it."""
     store.set(ready_key(group_id, rank), "1")
     store.wait([go_key(group_id)], datetime.timedelta(seconds=timeout_s))
@@ -175,7 +187,7 @@ def join_group(
     return make_group(store, group_id, rank, world_size, backend, timeout_s)
 
 
-def start_broadcast(group: dist.ProcessGroup, buffer: torch.Tensor) -> dist.Work:
+def start_broadcast(group: TransferGroup, buffer: torch.Tensor) -> dist.Work:
     """Starts sending rank 0's `buffer` (uint8) into every other rank's buffer of the same size;
     `.wait()` on the result before touching the buffer again."""
     options = dist.BroadcastOptions()
@@ -184,16 +196,16 @@ def start_broadcast(group: dist.ProcessGroup, buffer: torch.Tensor) -> dist.Work
     return group.broadcast([buffer], options)
 
 
-def broadcast_bytes(group: dist.ProcessGroup, buffer: torch.Tensor) -> None:
+def broadcast_bytes(group: TransferGroup, buffer: torch.Tensor) -> None:
     start_broadcast(group, buffer).wait()
 
 
-def send_checksum(group: dist.ProcessGroup, checksum: str, device: torch.device) -> None:
+def send_checksum(group: TransferGroup, checksum: str, device: torch.device) -> None:
     raw = checksum.encode().ljust(CHECKSUM_BYTES, b"\0")
     broadcast_bytes(group, torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(device))
 
 
-def receive_checksum(group: dist.ProcessGroup, device: torch.device) -> str:
+def receive_checksum(group: TransferGroup, device: torch.device) -> str:
     buffer = torch.zeros(CHECKSUM_BYTES, dtype=torch.uint8, device=device)
     broadcast_bytes(group, buffer)
     return bytes(buffer.cpu().tolist()).rstrip(b"\0").decode()

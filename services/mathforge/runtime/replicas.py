@@ -66,7 +66,7 @@ def resolve_targets(target: str) -> list[str]:
         found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except socket.gaierror:
         return []  # no ready pod yet: the set waits for one within its budget
-    addresses = {info[4][0] for info in found}
+    addresses = {str(info[4][0]) for info in found}  # the host of an IPv4 or IPv6 socket address
     return sorted(f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses)
 
 

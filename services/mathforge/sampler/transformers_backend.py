@@ -163,8 +163,10 @@ class TransformersBackend(SamplerBackend):
     async def stage_stream(self, stream: Any, receiver: Any, line: str = "") -> StagedWeights:
         started = time.perf_counter()
         held = self.lines.get(line)
-        standby = held.standby if held is not None else None
-        if standby is None or self._users.get(id(standby)):
+        reusable = held.standby if held is not None else None
+        if reusable is not None and not self._users.get(id(reusable)):
+            standby = reusable
+        else:
             # a new line takes the default line's layout; the stream overwrites every tensor
             template = held.serving if held is not None else self.lines[""].serving
             standby = await asyncio.to_thread(copy.deepcopy, template)

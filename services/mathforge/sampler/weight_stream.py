@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from mathforge.models.transfer import (
     BACKENDS,
     Checksum,
     TensorPlan,
     TransferError,
+    TransferGroup,
     bucket_ranges,
     connect_store,
     dtype_name,
@@ -52,8 +54,8 @@ class StreamReceiver:
 
     def __init__(self) -> None:
         self.group_id = ""
-        self.group = None
-        self.store = None
+        self.group: TransferGroup | None = None
+        self.store: dist.Store | None = None  # kept open while the group lives
 
     def check(
         self, stream: sampler_pb2.WeightStream, targets: Sequence[tuple[str, torch.Tensor]]

@@ -78,7 +78,9 @@ def _init_pass(model: PreTrainedModel) -> None:
             visit(child, child._initialize_weights if isinstance(child, PreTrainedModel) else init)
         if getattr(module, "_is_hf_initialized", False):
             return
-        params = list(module.parameters(recurse=False))
+        # ZeRO-3 parameters: DeepSpeed gives each its full shape (ds_shape) and partition (ds_tensor).
+        names = [name for name, _ in module.named_parameters(recurse=False)]
+        params: list[Any] = [param for _, param in module.named_parameters(recurse=False)]
         full = [torch.empty(tuple(p.ds_shape)) for p in params]
         held = [p.data for p in params]
         try:
@@ -92,8 +94,7 @@ def _init_pass(model: PreTrainedModel) -> None:
         finally:
             for param, placeholder in zip(params, held, strict=True):
                 param.data = placeholder
-        named = module.named_parameters(recurse=False)
-        for (name, param), values, changed in zip(named, full, written, strict=True):
+        for name, param, values, changed in zip(names, params, full, written, strict=True):
             if not changed:
                 raise ValueError(
                     f"{type(module).__name__}.{name}: not set by the model's init pass, so a partitioned "

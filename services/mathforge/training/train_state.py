@@ -101,7 +101,7 @@ def save_train_state(engine: Any, directory: Path, env: DistEnv, shard_bytes: in
     moments = _step_count(engine) > 0
     keys = ("weight", *MOMENTS) if moments else ("weight",)
     zero = _zero_optimizer(engine)
-    if moments and hasattr(zero, "_lazy_init_hp_params_optimizer_state"):
+    if moments and zero is not None and hasattr(zero, "_lazy_init_hp_params_optimizer_state"):
         # ZeRO-1/2 link each parameter to its moments lazily; on some optimizer paths the link is
         # marked done before the moments exist, so it is redone here.
         zero._hp_optimizer_states_linked = False

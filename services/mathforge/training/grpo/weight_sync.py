@@ -32,6 +32,7 @@ from mathforge.models.transfer import (
     Checksum,
     TensorPlan,
     TransferError,
+    TransferGroup,
     bucket_ranges,
     dtype_name,
     go_key,
@@ -107,7 +108,7 @@ class WeightStreamer:
         self.store = (
             host_store(config.weight_sync_port, config.weight_sync_timeout_s) if env.is_main else None
         )
-        self.group = None
+        self.group: TransferGroup | None = None
         self.group_id = ""
         self.members: list[str] = []
         self.vllm_port = 0
@@ -233,7 +234,7 @@ class WeightStreamer:
 
     def _open(
         self, version: int, plans: list[TensorPlan], starts: list[int]
-    ) -> tuple[dict[str, grpc.Future], object]:
+    ) -> tuple[dict[str, grpc.Future], TransferGroup]:
         """Starts LoadWeights on every replica and has the group formed (or reuses it)."""
         self.link.samplers.refresh()
         members = self.link.samplers.addresses
@@ -264,13 +265,13 @@ class WeightStreamer:
             calls[address] = replica.client.load_weights_stream(version, stream, self.config.load_timeout_s)
         if self.group is None:
             try:
-                self._form(calls, world)
+                self.group = self._form(calls, world)
             except BaseException:
                 self._answers(calls, raise_errors=False)
                 raise
         return calls, self.group
 
-    def _form(self, calls: dict[str, grpc.Future], world: int) -> None:
+    def _form(self, calls: dict[str, grpc.Future], world: int) -> TransferGroup:
         """Waits for every replica to announce itself (or one of their calls to fail), then forms
         the group. An early failure tells the others to give up, so none waits out a timeout."""
         assert self.store is not None
@@ -289,7 +290,7 @@ class WeightStreamer:
                 raise kind(f"sampler {failed[0]} did not join group {self.group_id}: {why}")
             time.sleep(0.005)
         self.store.set(go_key(self.group_id), "1")
-        self.group = make_group(
+        return make_group(
             self.store, self.group_id, 0, world, self.backend, self.config.weight_sync_timeout_s
         )
 

@@ -59,7 +59,7 @@ class CoefficientSettings:
 def preference_pairs(correct: Sequence[bool], group_size: int) -> list[tuple[int, int]]:
     """DPO pairs within each group: its k-th right output with its k-th wrong one, as many pairs as the
     smaller of the two counts (a group that is all right or all wrong gives none)."""
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for first in range(0, len(correct), group_size):
         members = range(first, first + group_size)
         right = [i for i in members if correct[i]]
