@@ -166,9 +166,10 @@ from mathforge.models.presets import build_model, model_config
 from mathforge.models.tokenizer import default_tokenizer
 from mathforge.reward.model import init_reward_model, init_reward_model_partitioned
 from mathforge.training.distributed import finish_distributed, init_distributed
-from mathforge.training.partitioned_init import fresh_partitioned
+from mathforge.training.partitioned_init import cpu_float32, fresh_partitioned
 env = init_distributed("cpu", use_deepspeed=True)
 ds = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}}
+bf16 = {**ds, "bf16": {"enabled": True}}
 tok = default_tokenizer()
 ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
 report = {"rank": env.rank}
@@ -177,9 +178,15 @@ built = {
            build_model("tiny", len(tok), seed=3, **ids)),
     "rm": (init_reward_model_partitioned("prm", "tiny", ds, seed=5, tokenizer=tok).network,
            init_reward_model("prm", "tiny", seed=5, tokenizer=tok).network),
+    "bf16": (fresh_partitioned(AutoModelForCausalLM, model_config("tiny", len(tok), **ids), bf16, seed=4),
+             build_model("tiny", len(tok), seed=4, dtype="bfloat16", **ids)),
 }
+with deepspeed.zero.Init(config_dict_or_path=bf16):  # its torch.empty gives bf16 on the accelerator
+    scratch = cpu_float32((2, 3))
+    report["scratch"] = [str(torch.empty(1).dtype), str(scratch.dtype), scratch.device.type]
 for key, (model, whole) in built.items():
     expected = dict(whole.named_parameters())
+    head = expected["score.weight" if key == "rm" else "lm_head.weight"]
     differ = []
     for name, param in model.named_parameters():
         with deepspeed.zero.GatheredParameters(param):
@@ -187,8 +194,8 @@ for key, (model, whole) in built.items():
                 differ.append(name)
     report[key] = {"differ": differ, "held": sum(p.ds_tensor.numel() for p in model.parameters()),
                    "total": sum(p.ds_numel for p in model.parameters()),
-                   "names": len(expected), "head_std": float(expected["lm_head.weight" if key == "lm"
-                                                                       else "score.weight"].std())}
+                   "names": len(expected), "dtype": str(next(model.parameters()).dtype),
+                   "head_std": float(head.float().std())}
 report["end"] = True  # the two ranks' lines can run together: the marker ends each object
 print(json.dumps(report), flush=True)
 finish_distributed()
@@ -196,17 +203,21 @@ finish_distributed()
 
 
 def test_a_fresh_preset_is_created_partitioned_with_the_weights_the_whole_build_draws(tmp_path):
-    """The tiny preset (causal LM, and a reward network) created partitioned on 2 processes: each
-    holds half, and gathered they equal `build_model` / `init_reward_model` with the same seed,
-    every parameter (the whole build does not depend on the number of processes, so neither does
-    this). The whole build's head has the configured std (0.02), not zeros or construction draws."""
+    """The tiny preset (causal LM in fp32 and bf16, and a reward network) created partitioned on 2
+    processes: each holds half, and gathered they equal `build_model` / `init_reward_model` with the
+    same seed, every parameter (the whole build does not depend on the number of processes, so
+    neither does this). The whole build's head has the configured std (0.02), not zeros or
+    construction draws. Inside zero.Init, whose tensor constructors give the run's dtype on the
+    accelerator, the draws' tensors are still CPU float32, as the whole build's are."""
     script = tmp_path / "check_fresh.py"
     script.write_text(FRESH_CHECK)
     done = torchrun(str(script))
     reports = [json.loads(found) for found in re.findall(r'\{"rank".*?"end": true\}', done.stdout)]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     for report in reports:
-        for key in ("lm", "rm"):
+        assert report["scratch"] == ["torch.bfloat16", "torch.float32", "cpu"]
+        assert report["bf16"]["dtype"] == "torch.bfloat16" and report["lm"]["dtype"] == "torch.float32"
+        for key in ("lm", "rm", "bf16"):
             assert report[key]["differ"] == [], key
             assert report[key]["names"] > 10
             assert report[key]["held"] <= report[key]["total"] // 2 + 1000

@@ -20,13 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
 from mathforge.training.sharded_load import partition_range
+
+
+def cpu_float32(shape: Sequence[int]) -> torch.Tensor:
+    """An uninitialised CPU float32 tensor, also inside zero.Init, whose torch.empty (and zeros, full...)
+    puts every new tensor on the accelerator in the run's dtype: a draw there would come from another
+    generator (the GPU's) in another precision than the whole build's."""
+    return torch.empty(0, device="cpu").new_empty(tuple(shape), dtype=torch.float32)
 
 
 @contextlib.contextmanager
@@ -43,7 +50,7 @@ def _construction_draws_on_cpu() -> Iterator[None]:
             if tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.numel():
                 original(tensor, *args, **kwargs)  # the module's own full tensor: no scratch needed
             else:
-                original(torch.empty(getattr(tensor, "ds_shape", tensor.shape)), *args, **kwargs)
+                original(cpu_float32(getattr(tensor, "ds_shape", tensor.shape)), *args, **kwargs)
             return tensor
 
         return draw
@@ -81,7 +88,7 @@ def _init_pass(model: PreTrainedModel) -> None:
         # ZeRO-3 parameters: DeepSpeed gives each its full shape (ds_shape) and partition (ds_tensor).
         names = [name for name, _ in module.named_parameters(recurse=False)]
         params: list[Any] = [param for _, param in module.named_parameters(recurse=False)]
-        full = [torch.empty(tuple(p.ds_shape)) for p in params]
+        full = [cpu_float32(p.ds_shape) for p in params]
         held = [p.data for p in params]
         try:
             for param, values in zip(params, full, strict=True):
