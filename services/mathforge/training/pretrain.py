@@ -10,7 +10,6 @@ a mixture weight; see configs/paper-7b/pretrain.yaml for the paper's 56/4/10/20/
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
@@ -18,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from mathforge.training.config import ConfigError, TrainConfig, option, stage_config
 from mathforge.training.distributed import DistEnv
 from mathforge.training.global_rows import DATA_ORDERS, GlobalRows
+from mathforge.training.interrupt import exit_now
 from mathforge.training.mixture import MixtureStream, Source, read_documents
 from mathforge.training.trainer import run_stage
 
@@ -97,4 +97,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # no interpreter teardown after a finished run (interrupt.exit_now)

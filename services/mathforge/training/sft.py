@@ -11,7 +11,6 @@ into rows of batch.seq_len; the learning rate is constant (paper: 5e-5, 500 step
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
@@ -28,6 +27,7 @@ from mathforge.training.config import (
 )
 from mathforge.training.distributed import DistEnv
 from mathforge.training.global_rows import DATA_ORDERS, GlobalRows
+from mathforge.training.interrupt import exit_now
 from mathforge.training.sft_data import SftStream, read_conversations, synthetic_conversations, tokenize_chat
 from mathforge.training.trainer import run_stage
 
@@ -105,4 +105,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # no interpreter teardown after a finished run (interrupt.exit_now)

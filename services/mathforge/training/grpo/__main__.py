@@ -18,6 +18,7 @@ from mathforge.training.engines import build_engine
 from mathforge.training.grpo.config import GrpoConfig
 from mathforge.training.grpo.loop import GrpoModule
 from mathforge.training.grpo.services import StaleSampleError
+from mathforge.training.interrupt import exit_now
 from mathforge.training.sharded_load import load_policy
 from mathforge.training.train_loop import Trainer, run_distributed
 
@@ -67,4 +68,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # no interpreter teardown after a finished run (interrupt.exit_now)
