@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,8 +111,8 @@ def test_nothing_a_user_reads_points_outside_the_repository():
     assert not offenders, offenders
 
 
-@pytest.mark.slow
-def test_grpo_without_its_services_says_what_it_waits_for_and_how_to_start_them(tmp_path):
+def _grpo_without_services(tmp_path: Path, *overrides: str) -> tuple[list[str], int]:
+    """The GRPO command line for a tiny policy and a port nothing listens on, and that port."""
     from mathforge.models.checkpoint import save_model
     from mathforge.models.presets import build_model
     from mathforge.models.tokenizer import default_tokenizer
@@ -121,21 +123,31 @@ def test_grpo_without_its_services_says_what_it_waits_for_and_how_to_start_them(
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
+    argv = [
+        sys.executable,
+        "-m",
+        "mathforge.training.grpo",
+        "--config",
+        "configs/tiny/grpo.yaml",
+        f"model.init_from={policy}",
+        f"out_dir={tmp_path / 'run'}",
+        f"services.sampler=127.0.0.1:{port}",
+        f"services.reward=127.0.0.1:{port}",
+        "metrics.progress_bar=off",
+        *overrides,
+    ]
+    return argv, port
+
+
+@pytest.mark.slow
+def test_grpo_without_its_services_says_what_it_waits_for_and_how_to_start_them(tmp_path):
+    argv, port = _grpo_without_services(
+        tmp_path,
+        "services.ready_timeout_s=3",  # bounds the wait: the retry budget of work is longer
+        "services.retry_budget_s=120",
+    )
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mathforge.training.grpo",
-            "--config",
-            "configs/tiny/grpo.yaml",
-            f"model.init_from={policy}",
-            f"out_dir={tmp_path / 'run'}",
-            f"services.sampler=127.0.0.1:{port}",
-            f"services.reward=127.0.0.1:{port}",
-            "services.ready_timeout_s=3",  # bounds the wait: the retry budget of work is longer
-            "services.retry_budget_s=120",
-            "metrics.progress_bar=off",
-        ],
+        argv,
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -149,3 +161,37 @@ def test_grpo_without_its_services_says_what_it_waits_for_and_how_to_start_them(
     waited = int(re.search(r"could take work for (\d+)s", last).group(1))
     assert waited <= 10, last  # services.ready_timeout_s (3 s), not services.retry_budget_s
     assert "none answered its health check" in last, last
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_grpo_waits_for_its_services_stops_at_once(tmp_path):
+    argv, _ = _grpo_without_services(tmp_path, "services.ready_timeout_s=600")
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "services")},
+    )
+    try:
+        seen = []
+        for line in proc.stderr:  # up to the wait (the model loads first)
+            seen.append(line)
+            if "waiting for the sampler" in line:
+                break
+        assert seen and "waiting for the sampler" in seen[-1], "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        stopped_at = time.monotonic()
+        code = proc.wait(timeout=60)  # its last lines are short: they fit the pipe's buffer
+        took = time.monotonic() - stopped_at
+        rest = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    lines = [line for line in rest.splitlines() if line.strip()]
+    assert code == 128 + signal.SIGINT, rest
+    expected = "grpo: interrupted at step 0; rerun the same command to start again (no checkpoint yet)"
+    assert lines[-1] == expected, rest
+    assert "Traceback" not in rest
+    assert took < 30, f"stopped {took:.1f} s after Ctrl-C, not at once (the wait was 600 s)"

@@ -15,6 +15,7 @@ also die with their launcher (`die_with_parent`) if it is killed outright.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -22,8 +23,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 from mathforge.training.distributed import DistEnv, all_reduce_sum
 
@@ -43,28 +45,45 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
+class Stopped(BaseException):
+    """A signal arrived inside `stop_at_once()`. A BaseException, as KeyboardInterrupt is, so that the
+    `except Exception` of a health probe or a retry loop inside the wait does not swallow it."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by signal {signum}")
+
+
 class StopRequest:
     """Turns SIGINT/SIGTERM into a flag for the duration of a `with` block (main thread only)."""
 
+    active: ClassVar[StopRequest | None] = None  # the one in force, for stop_at_once()
+
     def __init__(self) -> None:
         self.signum = 0
+        self.at_once = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
+            StopRequest.active = self
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self._previous:
+            StopRequest.active = None
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait for the step
         self.signum = self.signum or signum
+        if self.at_once:
+            raise Stopped(signum)
 
     def agreed(self, env: DistEnv) -> bool:
         """True on every rank when any rank was signalled (a collective when distributed)."""
@@ -74,6 +93,24 @@ class StopRequest:
         if wanted and not self.signum:
             self.signum = signal.SIGTERM  # a peer was signalled: stop with it
         return bool(wanted)
+
+
+@contextlib.contextmanager
+def stop_at_once() -> Iterator[None]:
+    """Inside, a signal raises Stopped at once instead of waiting for the next step boundary: for a
+    wait on something outside the job (GRPO waiting for its services, up to services.ready_timeout_s)
+    where nothing is half-done and no peer waits in a collective. Outside a StopRequest: no change."""
+    request = StopRequest.active
+    if request is None:
+        yield
+        return
+    if request.signum:  # signalled just before the wait
+        raise Stopped(request.signum)
+    request.at_once = True
+    try:
+        yield
+    finally:
+        request.at_once = False
 
 
 def exit_now(code: int) -> None:

@@ -30,7 +30,7 @@ from mathforge.models.checkpoint import save_model
 from mathforge.training.checkpointing import resume_checkpoint, save_checkpoint
 from mathforge.training.config import TrainConfig
 from mathforge.training.distributed import DistEnv, finish_distributed, init_distributed
-from mathforge.training.interrupt import Interrupted, StopRequest, exit_now
+from mathforge.training.interrupt import Interrupted, Stopped, StopRequest, exit_now
 from mathforge.training.metrics import TrainMetrics
 
 
@@ -143,7 +143,10 @@ class Trainer:
         try:
             start = self._resume()
             with StopRequest() as stop:
-                self.module.begin(self.engine, start, self.metrics)  # GRPO waits for its services here
+                try:
+                    self.module.begin(self.engine, start, self.metrics)  # GRPO waits for its services here
+                except Stopped:  # signalled while waiting (stop_at_once): nothing trained, nothing to save
+                    self._stop(start, start, stop)
                 losses = self._steps(start, stop)
             self.module.finish(self.engine, self.metrics)
             self._save_final()

@@ -61,6 +61,7 @@ from mathforge.training.grpo.services import LoadedModel, ServiceLink
 from mathforge.training.grpo.state import RunState
 from mathforge.training.grpo.step_metrics import rollout_source_metrics, step_metrics
 from mathforge.training.grpo.update import UpdateSettings, policy_update
+from mathforge.training.interrupt import stop_at_once
 from mathforge.training.metrics import TrainMetrics
 from mathforge.training.objective.methods import (
     METHODS,
@@ -211,7 +212,8 @@ class GrpoModule(TrainModule):
         weights published after the checkpoint) the policy is published as a new version above
         both, because the sampler only accepts increasing versions.
         """
-        self.link.wait_ready()
+        with stop_at_once():  # Ctrl-C while waiting for the services stops now, not after the wait
+            self.link.wait_ready()
         served = self.link.served_policy_version() if self.env.is_main else 0
         served = int(all_reduce_sum(served, self.env.device))
         known = self.state.weights_version
