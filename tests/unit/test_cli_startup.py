@@ -1,6 +1,6 @@
 """`mathforge` builds every command's parser on each run: building them must not import torch or
 transformers (seconds of start-up for `grade`, `status`, `--help`), only running a command that
-needs them does."""
+needs them does; nor must `mathforge up`'s check of which services are installed."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ with contextlib.redirect_stdout(io.StringIO()):
             main(argv)
         except SystemExit:
             pass
+from mathforge.runtime.supervisor import available_services
+assert len(available_services()) == 5  # what `mathforge up` asks before starting the services
 print(json.dumps(sorted(m for m in ("torch", "transformers", "deepspeed") if m in sys.modules)))
 """
 
