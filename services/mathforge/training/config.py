@@ -144,6 +144,11 @@ class JobConfig:
     backoff_limit: int = option(3, "pod restarts before the job fails")
     ttl_seconds_after_finished: int = option(86_400, "delete the finished job after this many seconds")
     env: dict[str, str] = option({}, "extra environment variables for the trainer container")
+    secret_env: dict[str, str] = option(
+        {},
+        "environment variables taken from Kubernetes Secrets, NAME: <secret>/<key> (e.g. "
+        "WANDB_API_KEY: wandb/api-key), so keys never sit in the job spec or its ConfigMap",
+    )
     service_account: str = option(
         "",
         "ServiceAccount the pods run under, its API token mounted (the chart's trainerRbac account, for "

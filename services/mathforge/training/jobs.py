@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,30 @@ def labels(stage: str, config: TrainConfig) -> dict[str, str]:
     }
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def secret_env_vars(secret_env: dict[str, str], plain: dict[str, str]) -> list[dict[str, Any]]:
+    """job.secret_env as container env entries that read a Secret's key (secretKeyRef): an API key
+    (WANDB_API_KEY) then never appears in the job spec or in the ConfigMap of the effective config."""
+    entries = []
+    for name, ref in secret_env.items():
+        secret, _, key = str(ref).partition("/")
+        if not _ENV_NAME.fullmatch(name):
+            raise ConfigError(f"job.secret_env: {name!r} is not an environment variable name")
+        if name in plain:
+            raise ConfigError(f"job.secret_env: {name} is also set in job.env; set it in one of them")
+        if not (_SECRET_NAME.fullmatch(secret) and len(secret) <= 253 and _SECRET_KEY.fullmatch(key)):
+            raise ConfigError(
+                f"job.secret_env: {name}: {ref!r} is not <secret>/<key> (a Secret name, lower-case "
+                "DNS subdomain of at most 253 characters, then one of its keys)"
+            )
+        entries.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    return entries
+
+
 def pod_template(
     stage: str, module: str, config: TrainConfig, container_name: str = "pytorch"
 ) -> dict[str, Any]:
@@ -117,7 +142,7 @@ def pod_template(
         "imagePullPolicy": "IfNotPresent",
         "command": ["torchrun", "-m", module, "--config", f"{CONFIG_DIR}/config.yaml"],
         **({"ports": [MASTER_PORT_SPEC]} if container_name == "pytorch" else {}),
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": [{"name": k, "value": v} for k, v in env.items()] + secret_env_vars(job.secret_env, env),
         "resources": resources,
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
