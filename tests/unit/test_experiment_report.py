@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mathforge.experiments.paper_rl import load_profile
-from mathforge.experiments.report import build_report, markdown, spread
+from mathforge.experiments.report import build_report, markdown, plots, spread
 
 
 def test_spread_is_the_sample_standard_deviation():
@@ -40,6 +40,18 @@ def test_findings_compare_gains_over_each_runs_start():
     assert majority["holds"] is True
     text = markdown(report)
     assert "**does not reproduce**" in text and "+0.075 ± 0.035" in text
+
+
+def test_a_profile_without_an_rl_model_reports_what_it_ran(tmp_path):
+    # RFT and Online RFT only: the SFT policy's maj@k/pass@k exist, no GRPO (outcome) model to compare
+    curves = {
+        "rft": {0: {0: 0.4, 2: 0.5}, 1: {0: 0.3, 2: 0.4}},
+        "online_rft": {0: {0: 0.4, 2: 0.6}, 1: {0: 0.3, 2: 0.4}},
+    }
+    report = build_report(curves, {"sft": {"maj@1": 0.3, "pass@1": 0.3}}, "extended")
+    assert [f["finding"] for f in report["findings"]] == ["online sampling beats offline"]
+    assert "maj@" not in markdown(report)
+    assert [p.name for p in plots(report, tmp_path)] == ["fig5-methods.png"]
 
 
 def test_one_seed_has_no_spread_to_judge_by():

@@ -84,7 +84,7 @@ def build_report(
             }
         )
     k_view = _k_view(k_metrics)
-    if k_view:
+    if "finding" in k_view:  # a profile without GRPO (outcome) has no RL model to sample
         findings.append(k_view["finding"])
     return {"profile": profile, "methods": methods, "k": k_view, "findings": findings}
 
@@ -177,6 +177,8 @@ def plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
         ("fig6-iterative.png", ["grpo_process", "iterative_grpo"], "Figure 6: iterative RL"),
     ]
     for name, methods, title in views:
+        if not any(report["methods"].get(m, {}).get("by_step") for m in methods):
+            continue  # e.g. Figure 6 of a profile without the process-supervision runs
         figure, axes = plt.subplots(figsize=(6, 4))
         for method in methods:
             if method in report["methods"] and report["methods"][method]["by_step"]:
