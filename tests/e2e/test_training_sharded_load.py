@@ -26,6 +26,7 @@ CHECK = """
 import json, sys, torch, deepspeed
 from safetensors.torch import load_file
 from mathforge.training.distributed import finish_distributed, init_distributed
+from mathforge.training.interrupt import exit_now
 from mathforge.training.sharded_load import partitioned_model, read_partitions
 env = init_distributed("cpu", use_deepspeed=True)
 ds = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}}
@@ -40,6 +41,7 @@ for name, param in model.named_parameters():
         equal &= bool(torch.equal(param.data, expected[name]))
 print(json.dumps({"rank": env.rank, "held": held, "read": read, "total": total, "equal": equal}), flush=True)
 finish_distributed()  # leaving with the group alive can abort a rank at exit (gloo threads)
+exit_now(0)  # as the stages end: interpreter teardown has aborted a ZeRO-3 rank (exit 134)
 """
 
 
@@ -88,6 +90,7 @@ REWARD_CHECK = """
 import json, sys, torch, deepspeed
 from mathforge.reward.model import init_reward_model, init_reward_model_partitioned
 from mathforge.training.distributed import finish_distributed, init_distributed
+from mathforge.training.interrupt import exit_now
 env = init_distributed("cpu", use_deepspeed=True)
 ds = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}}
 rm = init_reward_model_partitioned("prm", sys.argv[1], ds, seed=7)
@@ -102,6 +105,7 @@ head = float(whole["score.weight"].abs().sum())
 print(json.dumps({"rank": env.rank, "held": held, "total": total, "equal": equal, "kind": rm.kind,
                   "head": head}), flush=True)
 finish_distributed()
+exit_now(0)
 """
 
 
@@ -166,6 +170,7 @@ from mathforge.models.presets import build_model, model_config
 from mathforge.models.tokenizer import default_tokenizer
 from mathforge.reward.model import init_reward_model, init_reward_model_partitioned
 from mathforge.training.distributed import finish_distributed, init_distributed
+from mathforge.training.interrupt import exit_now
 from mathforge.training.partitioned_init import cpu_float32, fresh_partitioned
 env = init_distributed("cpu", use_deepspeed=True)
 ds = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}}
@@ -199,6 +204,7 @@ for key, (model, whole) in built.items():
 report["end"] = True  # the two ranks' lines can run together: the marker ends each object
 print(json.dumps(report), flush=True)
 finish_distributed()
+exit_now(0)
 """
 
 
