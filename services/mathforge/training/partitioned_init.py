@@ -99,8 +99,8 @@ def _init_pass(model: PreTrainedModel) -> None:
             init(module, custom)
             written = [param._version != version for param, version in zip(params, versions, strict=True)]
         finally:
-            for param, placeholder in zip(params, held, strict=True):
-                param.data = placeholder
+            for param, partition in zip(params, held, strict=True):
+                param.data = partition
         for name, param, values, changed in zip(names, params, full, written, strict=True):
             if not changed:
                 raise ValueError(

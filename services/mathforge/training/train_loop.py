@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +45,8 @@ class BatchResult:
     stepped: bool = False  # the module ran its optimizer steps itself (values carry grad_norm)
 
 
-class TrainModule:
-    """How one stage trains one batch, and the data position a checkpoint keeps. A stage overrides
+class TrainModule(ABC):
+    """How one stage trains one batch, and the data position a checkpoint keeps. A stage implements
     `train_batch`, `state_dict` and `load_state_dict`; the other hooks do nothing unless overridden."""
 
     # True when every process's data position is the job's one global position, so a checkpoint
@@ -67,8 +68,10 @@ class TrainModule:
     def begin(self, engine: Any, start_step: int, metrics: TrainMetrics) -> None:
         """Called once before the first step this process runs (after any resume)."""
 
+    @abstractmethod
     def train_batch(self, engine: Any, step: int) -> BatchResult:
-        raise NotImplementedError
+        """Runs step `step`'s forward and backward passes (and, when it says `stepped`, its
+        optimizer steps)."""
 
     def after_step(self, engine: Any, step: int, done: bool, metrics: TrainMetrics) -> None:
         """Called after step `step` (counted from 1) is logged, before its checkpoint."""
@@ -79,11 +82,13 @@ class TrainModule:
     def close(self) -> None:
         """Called last, whether the run finished, was interrupted or failed."""
 
+    @abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The data position (and whatever else a resume needs) a checkpoint keeps."""
 
+    @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Restores what state_dict returned."""
 
 
 class Trainer:
