@@ -36,3 +36,18 @@ def digit_writer(directory: Path) -> Path:
         for token in [*digits, tokenizer.eos_token_id]:
             model.lm_head.weight[token] = 12.0 * hidden / hidden.dot(hidden)
     return save_model(model, tokenizer, directory)
+
+
+def tiny_policy(directory: Path, seed: int) -> Path:
+    """The tiny preset with the seed's random weights and the tokenizer's special ids, saved as a
+    checkpoint a sampler can load (two seeds give two policies that answer differently)."""
+    tokenizer = default_tokenizer()
+    model = build_model(
+        "tiny",
+        len(tokenizer),
+        seed=seed,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return save_model(model, tokenizer, directory)

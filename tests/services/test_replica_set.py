@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mathforge.models.checkpoint import load_model, save_model
-from mathforge.models.presets import build_model
-from mathforge.models.tokenizer import default_tokenizer
+from mathforge.models.checkpoint import load_model
 from mathforge.models.transfer import served_tensors, weights_checksum
 from mathforge.runtime.clients.sampler import SamplerClient
 from mathforge.runtime.replicas import resolve_targets
@@ -27,27 +25,20 @@ from mathforge.training.grpo.config import ServicesConfig
 from mathforge.training.grpo.services import LoadedModel, ServiceLink, StaleSampleError
 from mathforge.v1 import sampler_pb2
 
+from tests.e2e.policies import tiny_policy
+
 REPO = Path(__file__).resolve().parents[2]
 GROUP = 3
-
-
-def _save_tiny(directory: Path, seed: int) -> Path:
-    tokenizer = default_tokenizer()
-    model = build_model(
-        "tiny",
-        len(tokenizer),
-        seed=seed,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return save_model(model, tokenizer, directory)
 
 
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory):
     root = tmp_path_factory.mktemp("policies")
-    return _save_tiny(root / "v0", seed=0), _save_tiny(root / "v1", seed=1), _save_tiny(root / "v2", seed=2)
+    return (
+        tiny_policy(root / "v0", seed=0),
+        tiny_policy(root / "v1", seed=1),
+        tiny_policy(root / "v2", seed=2),
+    )
 
 
 def _config(path: Path) -> Config:

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mathforge.models.checkpoint import save_model
-from mathforge.models.presets import build_model
-from mathforge.models.tokenizer import default_tokenizer
 from mathforge.runtime.client import NO_RETRY
 from mathforge.runtime.clients.sampler import SamplerClient
 from mathforge.runtime.server import ServerThread
@@ -21,26 +18,15 @@ from mathforge.sampler.transformers_backend import TransformersBackend
 from mathforge.sampler.vllm_backend import VllmBackend
 from prometheus_client import generate_latest
 
+from tests.e2e.policies import tiny_policy
+
 PROMPTS = ["What is 2+2? Answer:", "Solve x + 3 = 5."]
-
-
-def _save_tiny(directory: Path, seed: int) -> Path:
-    tokenizer = default_tokenizer()
-    model = build_model(
-        "tiny",
-        len(tokenizer),
-        seed=seed,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return save_model(model, tokenizer, directory)
 
 
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("policies")
-    return {name: _save_tiny(root / name, seed) for name, seed in (("start", 0), ("a", 1), ("b", 2))}
+    return {name: tiny_policy(root / name, seed) for name, seed in (("start", 0), ("a", 1), ("b", 2))}
 
 
 def _config(policies, **overrides) -> Config:

@@ -8,9 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mathforge.models.checkpoint import save_model
-from mathforge.models.presets import build_model
-from mathforge.models.tokenizer import default_tokenizer
 from mathforge.reward.model import init_reward_model, save_reward_model
 from mathforge.reward.service import Config as RewardConfig
 from mathforge.reward.service import create_service as create_reward
@@ -21,30 +18,19 @@ from mathforge.training.grpo.config import ServicesConfig
 from mathforge.training.grpo.services import ServiceLink
 from mathforge.v1 import reward_pb2, sampler_pb2
 
+from tests.e2e.policies import tiny_policy
+
 GREEDY = sampler_pb2.SamplingParams(n=1, temperature=0.0, max_tokens=8)
 PROMPTS = ["What is 2+2? Answer:", "Solve x + 3 = 5."]
-
-
-def _policy(directory: Path, seed: int) -> Path:
-    tokenizer = default_tokenizer()
-    model = build_model(
-        "tiny",
-        len(tokenizer),
-        seed=seed,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return save_model(model, tokenizer, directory)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     return {
-        "start": _policy(root / "start", 0),
-        "a": _policy(root / "a", 1),
-        "b": _policy(root / "b", 2),
+        "start": tiny_policy(root / "start", 0),
+        "a": tiny_policy(root / "a", 1),
+        "b": tiny_policy(root / "b", 2),
         "prm": save_reward_model(init_reward_model("prm", "tiny", seed=3), root / "prm"),
         "prm_retrained": save_reward_model(init_reward_model("prm", "tiny", seed=4), root / "prm-2"),
     }
