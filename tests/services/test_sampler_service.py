@@ -4,40 +4,27 @@ from __future__ import annotations
 
 import shutil
 import threading
-from pathlib import Path
 
 import grpc
 import pytest
 import torch
-from mathforge.models.checkpoint import load_model, save_model
-from mathforge.models.presets import build_model
+from mathforge.models.checkpoint import load_model
 from mathforge.models.tokenizer import default_tokenizer
 from mathforge.runtime.clients.sampler import SamplerClient
 from mathforge.runtime.server import ServerThread
 from mathforge.sampler.service import Config, create_service
 from prometheus_client import generate_latest
 
+from tests.e2e.policies import tiny_policy
+
 PROMPTS = ["What is 2+2? Answer:", "Solve x + 3 = 5."]
-
-
-def _save_tiny(tokenizer, directory: Path, seed: int) -> Path:
-    model = build_model(
-        "tiny",
-        len(tokenizer),
-        seed=seed,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return save_model(model, tokenizer, directory)
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Two tiny policies with different weights and the same tokenizer: (old, new)."""
     root = tmp_path_factory.mktemp("policies")
-    tokenizer = default_tokenizer()
-    return _save_tiny(tokenizer, root / "v0", seed=0), _save_tiny(tokenizer, root / "v1", seed=1)
+    return tiny_policy(root / "v0", seed=0), tiny_policy(root / "v1", seed=1)
 
 
 @pytest.fixture(scope="module")
